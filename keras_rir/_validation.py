@@ -1,0 +1,73 @@
+"""Argument checks shared by the library: one error form for every bad input."""
+
+import numbers
+
+import keras
+
+
+def invalid_value(argument, value, expected):
+    """Returns the library's `ValueError` for a bad argument.
+
+    Args:
+        argument: name of the argument, as the user typed it.
+        value: the value received.
+        expected: what is accepted, as a phrase ("a positive integer").
+
+    Returns:
+        A `ValueError` whose message names the argument, what is accepted and
+        the value received.
+    """
+    return ValueError(
+        f"Invalid value for argument `{argument}`. Expected {expected}. "
+        f"Received: {argument}={value!r}"
+    )
+
+
+def check_residual_fraction(residual_fraction):
+    """Returns `residual_fraction` as a float if it lies strictly in (0, 1)."""
+    if (
+        isinstance(residual_fraction, bool)
+        or not isinstance(residual_fraction, numbers.Real)
+        or not 0.0 < residual_fraction < 1.0
+    ):
+        raise invalid_value(
+            "residual_fraction", residual_fraction, "a float strictly between 0 and 1"
+        )
+    return float(residual_fraction)
+
+
+def check_positive_int(argument, value):
+    """Returns `value` as an int if it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise invalid_value(argument, value, "a strictly positive integer")
+    return int(value)
+
+
+def check_non_negative(argument, value):
+    """Returns `value` as a float if it is a real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise invalid_value(argument, value, "a float >= 0")
+    return float(value)
+
+
+def check_choice(argument, value, choices):
+    """Returns `value` if it is one of `choices`."""
+    if value not in choices:
+        raise invalid_value(argument, value, f"one of {sorted(choices)}")
+    return value
+
+
+def get_initializer(argument, identifier):
+    """Resolves a Keras initializer name, config or object, naming `argument` on failure."""
+    try:
+        initializer = keras.initializers.get(identifier)
+    except (ValueError, TypeError) as error:
+        raise invalid_value(
+            argument,
+            identifier,
+            "a Keras initializer: a name such as 'he_normal', 'glorot_normal', "
+            "'glorot_uniform' or 'orthogonal', an Initializer object or its config",
+        ) from error
+    if initializer is None:
+        raise invalid_value(argument, identifier, "a Keras initializer, not None")
+    return initializer
