@@ -5,7 +5,8 @@ Everything runs inside the model, on the accelerator and inside the compiled tra
 data can stay `uint8` NumPy arrays (see `keras_rir.data`).
 
 Reference: Targ, Almeida, Lyman, "Resnet in Resnet: Generalizing Residual Architectures",
-arXiv:1603.08029, section 4 (the augmentation of He et al., arXiv:1512.03385).
+arXiv:1603.08029, section 3 ("standard augmentation by random crops and horizontal
+flips"), as specified by He et al., arXiv:1512.03385, section 4.2.
 """
 
 import numbers
@@ -56,8 +57,8 @@ class RandomCropFlip(keras.layers.Layer):
     (2, 32, 32, 3)
 
     Reference:
-        arXiv:1603.08029, section 4: "random crops from an image padded by 4
-        pixels on each side, horizontally flipping with probability 0.5".
+        arXiv:1603.08029, section 3 ("random crops and horizontal flips");
+        the 4-pixel padding is He et al.'s, arXiv:1512.03385, section 4.2.
     """
 
     def __init__(self, padding=4, flip=True, seed=None, **kwargs):
