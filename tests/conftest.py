@@ -1,5 +1,7 @@
 """Shared test setup: every test runs on the backend named by KERAS_BACKEND."""
 
+import sys
+
 import keras
 import pytest
 
@@ -12,3 +14,9 @@ def _fresh_keras_state():
     yield
     keras.config.set_dtype_policy("float32")
     keras.utils.clear_session()
+
+
+@pytest.fixture(autouse=True)
+def _no_tensorflow_datasets(monkeypatch):
+    """No test can reach tensorflow-datasets, and so no test can download."""
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)

@@ -1,0 +1,39 @@
+"""The paper's training recipe as reusable pieces, and `train`, which runs it with `model.fit`.
+
+Reference: arXiv:1603.08029, section 4: SGD with momentum 0.9, minibatch 500,
+L2 penalty 1e-4, 82 epochs, learning rate x0.1 after epochs 42 and 62, MSR
+(He) initialization, batch-normalization statistics as exponential moving
+averages. The initial learning rate is not in the paper; see
+`DEFAULT_LEARNING_RATE`.
+
+Modules: `recipe` (hyperparameters, schedule, optimizers), `callbacks` (resumable
+logging), `trainer` (`train`).
+"""
+
+from keras_rir.training.callbacks import EpochTimer, ResumableCSVLogger, make_callbacks
+from keras_rir.training.recipe import (
+    DEFAULT_LEARNING_RATE,
+    OPTIMIZERS,
+    PAPER_RECIPE,
+    Recipe,
+    StepSchedule,
+    learning_rate_boundaries,
+    learning_rate_schedule,
+    make_optimizer,
+)
+from keras_rir.training.trainer import train
+
+__all__ = [
+    "DEFAULT_LEARNING_RATE",
+    "OPTIMIZERS",
+    "PAPER_RECIPE",
+    "EpochTimer",
+    "Recipe",
+    "ResumableCSVLogger",
+    "StepSchedule",
+    "learning_rate_boundaries",
+    "learning_rate_schedule",
+    "make_callbacks",
+    "make_optimizer",
+    "train",
+]

@@ -1,0 +1,139 @@
+"""Tests of examples/train_cifar.py: flags, missing data, kill and resume without TensorFlow."""
+
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from tests.cifar_archives import write_cifar10
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "examples", "train_cifar.py")
+TINY_RIR = '{"num_blocks": 3, "layers_per_block": 1, "stage_filters": [4, 8, 8]}'
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_cifar", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_defaults_are_the_paper():
+    _, args = load_script().parse_args([])
+    assert (args.epochs, args.batch_size, args.l2, args.momentum) == (82, 500, 1e-4, 0.9)
+    assert args.optimizer == "sgd" and args.dataset == "cifar10" and args.seed == 0
+    assert not args.distribute and not args.mixed_precision
+
+
+def test_missing_data_dir_is_one_clear_message(tmp_path, capsys):
+    missing = str(tmp_path / "nowhere")
+    with pytest.raises(SystemExit) as exit_info:
+        load_script().main(["--data-dir", missing, "--output-dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "nowhere" in error and "--data-dir" in error and "Traceback" not in error
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_without_tensorflow_datasets_says_how_to_pass_data_dir(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # `import` raises.
+    with pytest.raises(SystemExit) as exit_info:
+        load_script().main(["--dataset", "cifar100", "--output-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--data-dir" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch only")
+def test_distribute_on_torch_is_one_clear_message(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script().parse_args(["--distribute"])
+    assert exit_info.value.code == 2
+    assert "torch backend has no built-in data-parallel" in capsys.readouterr().err
+
+
+def test_missing_dataset_process_exits_2_without_traceback(tmp_path):
+    process = subprocess.run(
+        [sys.executable, SCRIPT, "--data-dir", str(tmp_path / "nowhere")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": REPO},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 2
+    assert "--data-dir" in process.stderr and "Traceback" not in process.stderr
+
+
+def read_metadata(path):
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_after_the_last_finished_epoch(tmp_path):
+    """SIGKILL during epoch 2 or later, run again: it resumes, every epoch is logged once.
+
+    On JAX and torch the runs also have TensorFlow hidden (`import tensorflow`
+    fails), the setting of GPU machines without TensorFlow: the local data
+    path, training, saving and reporting must not need it.
+    """
+    generated = write_cifar10(str(tmp_path), num_train=400, num_test=40, archive=True)
+    output_dir = tmp_path / "run"
+    python_path = [REPO]
+    if keras.backend.backend() != "tensorflow":
+        hidden = tmp_path / "hidden" / "tensorflow"
+        hidden.mkdir(parents=True)
+        (hidden / "__init__.py").write_text("raise ImportError('TensorFlow is hidden')\n")
+        python_path.insert(0, str(hidden.parent))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path), "CUDA_VISIBLE_DEVICES": ""}
+    command = [
+        sys.executable,
+        SCRIPT,
+        *("--model", "rir", "--model-kwargs", TINY_RIR),
+        *("--data-dir", generated.data_dir, "--output-dir", str(output_dir)),
+        *("--epochs", "4", "--batch-size", "20", "--verbose", "2"),
+    ]
+    metadata_path = output_dir / "backup" / "training_metadata.json"
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline and process.poll() is None:
+                metadata = read_metadata(metadata_path)
+                if metadata and metadata["epoch"] >= 1:  # Epoch 1 is backed up.
+                    break
+                time.sleep(0.05)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait()
+    first_log = (tmp_path / "first.log").read_text()
+    assert process.returncode == -signal.SIGKILL, first_log[-3000:]
+    backed_up = read_metadata(metadata_path)["epoch"]
+    assert 1 <= backed_up < 4, first_log[-3000:]
+
+    second = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert f"Epoch {backed_up + 1}/4" in second.stdout
+    assert "Epoch 1/4" not in second.stdout
+    with open(output_dir / "results.json") as file:
+        results = json.load(file)
+    assert results["resumed_from_epoch"] == backed_up
+    assert results["epochs"] == 4 and results["history"]["epoch"] == [0, 1, 2, 3]
+    with open(output_dir / "log.csv") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["0", "1", "2", "3"]
+    assert not (output_dir / "backup").exists()
+    assert {"model.keras", "best.keras", "curves.png"} <= set(os.listdir(output_dir))
