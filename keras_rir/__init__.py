@@ -1,7 +1,30 @@
 """keras_rir: ResNet in ResNet (Targ, Almeida, Lyman, arXiv:1603.08029) for Keras 3."""
 
-from keras_rir import blocks, initializers, layers, models, regularizers
+from keras_rir import (
+    analysis,
+    blocks,
+    conversion,
+    data,
+    initializers,
+    layers,
+    models,
+    preprocessing,
+    regularizers,
+)
+from keras_rir.conversion import apply_resnet_init, resnet_init_report
 
 __version__ = "0.1.0"
 
-__all__ = ["blocks", "initializers", "layers", "models", "regularizers"]
+__all__ = [
+    "analysis",
+    "apply_resnet_init",
+    "blocks",
+    "conversion",
+    "data",
+    "initializers",
+    "layers",
+    "models",
+    "preprocessing",
+    "regularizers",
+    "resnet_init_report",
+]
