@@ -1,0 +1,272 @@
+"""Searches in subprocesses: resuming after SIGKILL, and chief/worker searches on loopback.
+
+Each search runs `tuning/search.py` on a small generated CIFAR-10 copy with a tiny
+network, a 2 x 2 grid (learning rate x shortcut) and one epoch per trial.
+"""
+
+import csv
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from keras_rir import tuning
+from tests.cifar_archives import write_cifar10
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEARCH = os.path.join(REPO, "tuning", "search.py")
+TINY = {"num_blocks": 3, "layers_per_block": 1, "stage_filters": [4, 8, 8]}
+TIMEOUT = 400
+
+
+def environment():
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": REPO + (os.pathsep + path if path else "")}
+
+
+def search_command(data_dir, directory, *extra):
+    return [
+        sys.executable,
+        SEARCH,
+        "--model=rir",
+        f"--model-kwargs={json.dumps(TINY)}",
+        f"--data-dir={data_dir}",
+        "--validation-examples=8",
+        "--epochs=1",
+        "--batch-size=16",
+        "--learning-rates",
+        "0.1",
+        "0.01",
+        "--l2=1e-4",
+        "--initializers=he",
+        "--optimizers=sgd",
+        "--shortcuts",
+        "projection",
+        "identity",
+        f"--directory={directory}",
+        "--project-name=p",
+        "--jit-compile=false",
+        "--no-augment",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return write_cifar10(tmp_path, num_train=40, num_test=10).data_dir
+
+
+def read_trials(project):
+    with open(os.path.join(project, "trials.csv")) as file:
+        return list(csv.DictReader(file))
+
+
+def assert_whole_grid_once(project):
+    rows = read_trials(project)
+    assert len(rows) == 4
+    assert [row["status"] for row in rows] == ["COMPLETED"] * 4
+    points = {(float(row["learning_rate"]), row["shortcut"]) for row in rows}
+    assert points == {(lr, s) for lr in (0.1, 0.01) for s in ("projection", "identity")}
+    with open(os.path.join(project, "best.json")) as file:
+        best = json.load(file)
+    assert best["num_trials"] == 4 and best["num_completed"] == 4
+    assert 0.0 <= best["test_accuracy"] <= 1.0
+
+
+def wait_for(predicate, timeout, what, processes=()):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        for process in processes:
+            if process.poll() is not None:
+                raise AssertionError(f"a process exited ({process.returncode}) before {what}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop(process):
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+
+
+@pytest.mark.slow
+def test_search_resumes_after_sigkill(tmp_path, data_dir):
+    command = search_command(data_dir, tmp_path / "out")
+    project = tmp_path / "out" / "p"
+    lines = queue.Queue()
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment(),
+        start_new_session=True,
+    )
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout])
+    reader.daemon = True
+    reader.start()
+    try:
+        seen = []
+
+        def started_second_trial():
+            while not lines.empty():
+                seen.append(lines.get())
+                if "trial 0001 started" in seen[-1]:
+                    return True
+            return False
+
+        wait_for(started_second_trial, TIMEOUT, "the second trial", [process])
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(30) == -signal.SIGKILL
+    finally:
+        stop(process)
+
+    def status(trial_id):
+        with open(project / f"trial_{trial_id}" / "trial.json") as file:
+            return json.load(file)["status"]
+
+    # Killed mid-trial: the first trial finished, the second did not.
+    assert status("0000") == "COMPLETED"
+    assert status("0001") == "RUNNING"
+    assert not (project / "trials.csv").exists()
+
+    resumed = subprocess.run(
+        command, capture_output=True, text=True, env=environment(), timeout=TIMEOUT
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    # The finished trial is not repeated; the interrupted one runs again, then the rest.
+    assert re.findall(r"trial (\d+) started", resumed.stdout) == ["0001", "0002", "0003"]
+    assert_whole_grid_once(project)
+
+
+def completed_and_started(log_dir):
+    text = ""
+    for name in sorted(os.listdir(log_dir)):
+        with open(os.path.join(log_dir, name)) as file:
+            text += file.read()
+    return re.findall(r"trial (\d+) COMPLETED", text), re.findall(r"trial (\d+) started", text)
+
+
+@pytest.mark.slow
+def test_distributed_search_runs_every_trial_once_despite_a_killed_worker(tmp_path, data_dir):
+    """`search.py --workers 2`: a chief and two workers on loopback; tuner0 is killed mid-trial."""
+    project = tmp_path / "out" / "p"
+    log_dir = project / "logs"
+    command = search_command(data_dir, tmp_path / "out", "--workers=2", f"--timeout={TIMEOUT}")
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment(),
+        start_new_session=True,
+    )
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout))
+    reader.daemon = True
+    reader.start()
+    try:
+
+        def trial_started():
+            path = log_dir / "tuner0.log"
+            if path.exists():
+                match = re.search(r"trial (\d+) started", path.read_text())
+                return match and match.group(1)
+            return None
+
+        killed = wait_for(trial_started, TIMEOUT, "a trial on tuner0", [process])
+        os.kill(int((log_dir / "tuner0.pid").read_text()), signal.SIGKILL)
+        process.wait(TIMEOUT + 60)
+    finally:
+        stop(process)
+    reader.join(10)
+    output = "".join(output)
+    assert process.returncode == 0, output[-5000:]
+    assert "[launcher] tuner0 exited with -9; restarting it" in output
+
+    completed, started = completed_and_started(log_dir)
+    # No trial lost, none run twice to the end.
+    assert sorted(completed) == ["0000", "0001", "0002", "0003"]
+    # The restarted tuner0 got the killed trial back (KerasTuner keeps it for its ID).
+    tuner0 = re.findall(r"trial (\d+) started", (log_dir / "tuner0.log").read_text())
+    assert tuner0[:2] == [killed, killed]
+    assert sorted(set(started)) == ["0000", "0001", "0002", "0003"]
+    assert started.count(killed) == 2
+    assert all(started.count(trial) == 1 for trial in set(started) - {killed})
+    # Both workers ran trials, and their progress lines reached the launcher's output.
+    assert "[tuner0] trial" in output and "[tuner1] trial" in output
+    assert_whole_grid_once(project)
+
+
+WORKER_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    folder = sys.argv[1]
+    tuner_id = os.environ["KERASTUNER_TUNER_ID"]
+    address = os.environ["KERASTUNER_ORACLE_IP"] + ":" + os.environ["KERASTUNER_ORACLE_PORT"]
+    with open(os.path.join(folder, tuner_id + ".env"), "a") as file:
+        file.write(address + "\\n")
+    if tuner_id == "chief":
+        while len([n for n in os.listdir(folder) if n.endswith(".done")]) < 2:
+            time.sleep(0.05)
+        sys.exit(0)
+    marker = os.path.join(folder, tuner_id + ".killed")
+    if tuner_id == "tuner1" and not os.path.exists(marker):
+        open(marker, "w").close()
+        print("tuner1 trial 0001 started", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    open(os.path.join(folder, tuner_id + ".done"), "w").close()
+    """
+)
+
+
+def test_launcher_restarts_a_dead_worker_under_its_id(tmp_path):
+    launcher = tuning.Launcher(
+        [sys.executable, "-c", WORKER_SCRIPT, str(tmp_path)],
+        num_workers=2,
+        port=12345,
+        log_dir=str(tmp_path / "logs"),
+    )
+    assert launcher.start().wait(timeout=60) == 0
+    assert launcher.restarts == {"tuner0": 0, "tuner1": 1}
+    assert (tmp_path / "chief.env").read_text() == "127.0.0.1:12345\n"
+    assert (tmp_path / "tuner0.env").read_text() == "127.0.0.1:12345\n"
+    # Started twice under the same ID: killed once, then finished.
+    assert (tmp_path / "tuner1.env").read_text() == "127.0.0.1:12345\n" * 2
+    assert "trial 0001 started" in (tmp_path / "logs" / "tuner1.log").read_text()
+
+
+def test_launcher_stops_a_worker_that_keeps_dying(tmp_path):
+    script = textwrap.dedent(
+        """
+        import os, signal, time
+        if os.environ["KERASTUNER_TUNER_ID"] == "chief":
+            time.sleep(60)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    launcher = tuning.Launcher([sys.executable, "-c", script], num_workers=1, max_restarts=2)
+    start = time.monotonic()
+    assert launcher.start().wait(timeout=50) == -signal.SIGKILL
+    assert time.monotonic() - start < 50
+    assert launcher.restarts == {"tuner0": 2}
+    assert all(process.poll() is not None for process in launcher.processes.values())
+
+
+def test_tuner_env():
+    assert tuning.tuner_env("tuner3", "10.0.0.1", 8000) == {
+        "KERASTUNER_TUNER_ID": "tuner3",
+        "KERASTUNER_ORACLE_IP": "10.0.0.1",
+        "KERASTUNER_ORACLE_PORT": "8000",
+    }
