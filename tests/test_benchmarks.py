@@ -1,0 +1,168 @@
+"""Every benchmark script runs end to end on a tiny setting; no times are asserted."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_rir
+from benchmarks import common, overhead, run_all, train_step
+from keras_rir.flops import multiply_adds
+from keras_rir.layers import GeneralizedResidualConv2D
+from keras_rir.regularizers import PartialIdentityDecay
+
+TINY = ["--steps", "1", "--windows", "2", "--warmup", "0", "--image-size", "8"]
+
+
+def load(path):
+    with open(path) as file:
+        return json.load(file)
+
+
+def test_train_step_runs_and_records(tmp_path):
+    path = tmp_path / "train_step.json"
+    results = train_step.main(
+        ["--models", "cnn32", "--batch-sizes", "2", "--json", str(path), *TINY]
+    )
+    data = load(path)
+    assert data["environment"]["backend"] == keras.backend.backend()
+    assert data["cpu_peak"]["gflops"] > 0
+    (result,) = data["results"]
+    assert result["images_per_s"] == pytest.approx(results[0]["images_per_s"])
+    assert result["model"] == "cnn32" and result["batch_size"] == 2
+    assert len(result["window_s"]) == 2
+    assert result["images_per_s_min"] <= result["images_per_s"] <= result["images_per_s_max"]
+    model = keras_rir.models.cnn32(input_shape=(8, 8, 3))
+    assert result["multiply_adds_per_image"] == multiply_adds(model)
+    assert result["achieved_gflops"] == pytest.approx(
+        result["images_per_s"] * 6 * result["multiply_adds_per_image"] / 1e9
+    )
+    assert result["peak_rss_mib"] > 0
+
+
+def test_overhead_runs_a_pair(tmp_path):
+    path = tmp_path / "overhead.json"
+    ratios = overhead.main(["--pairs", "decay/l2", "--batch-size", "2", "--json", str(path), *TINY])
+    (result,) = load(path)["results"]
+    assert ratios == {"decay/l2": pytest.approx(result["ratio"])}
+    assert result["goal"] == 1.01
+    assert result["ratio_min"] <= result["ratio"] <= result["ratio_max"]
+    assert result["multiply_adds_a"] == result["multiply_adds_b"]
+
+
+def test_with_plain_l2_changes_only_the_regularizer():
+    model = keras_rir.models.resnet_init32(input_shape=(8, 8, 3))
+    clone = overhead.with_plain_l2(model)
+    generalized = [layer for layer in model.layers if isinstance(layer, GeneralizedResidualConv2D)]
+    assert generalized
+    for layer in generalized:
+        twin = clone.get_layer(layer.name)
+        assert type(twin) is keras.layers.Conv2D and not twin.use_bias
+        assert isinstance(layer.kernel_regularizer, PartialIdentityDecay)
+        assert isinstance(twin.kernel_regularizer, keras.regularizers.L2)
+        assert twin.kernel_regularizer.l2 == pytest.approx(layer.l2)
+    images = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(images)),
+        keras.ops.convert_to_numpy(clone(images)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert clone.count_params() == model.count_params()
+
+
+@pytest.mark.parametrize("name", ["cnn32", "resnet32", "resnet_init32", "rir32", "wide_rir18"])
+def test_torch_reference_matches_parameter_counts(name):
+    torch_reference = pytest.importorskip("benchmarks.torch_reference")
+    keras_model = keras_rir.models.get(name, num_classes=100, input_shape=(8, 8, 3))
+    assert common.trainable_parameters(keras_model) == torch_reference.parameter_count(
+        torch_reference.Table7Net(name, num_classes=100)
+    )
+
+
+@pytest.mark.slow
+def test_torch_reference_runs(tmp_path):
+    torch_reference = pytest.importorskip("benchmarks.torch_reference")
+    path = tmp_path / "reference.json"
+    speedups = torch_reference.main(
+        ["--models", "rir32", "--batch-size", "2", "--json", str(path), *TINY]
+    )
+    (result,) = load(path)["results"]
+    assert set(result["throughput"]) == {"keras_rir", "torch_contiguous", "torch_channels_last"}
+    assert speedups == {"rir32": pytest.approx(result["speedup"]["ratio"])}
+
+
+def test_torch_reference_generalized_init_is_partial_identity():
+    torch_reference = pytest.importorskip("benchmarks.torch_reference")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    plain = torch_reference.conv_bn(8, 8, 1, generalized=False)[0].weight.detach().numpy()
+    torch.manual_seed(0)
+    fused = torch_reference.conv_bn(8, 8, 1, generalized=True)[0].weight.detach().numpy()
+    difference = fused - plain  # OIHW
+    expected = np.zeros_like(difference)
+    for channel in range(4):
+        expected[channel, channel, 1, 1] = 1.0
+    np.testing.assert_allclose(difference, expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_run_all_drives_a_subprocess_per_backend(tmp_path, capsys):
+    backend = keras.backend.backend()
+    summary = run_all.main(
+        [
+            "--backends",
+            backend,
+            "--parts",
+            "train_step",
+            "--models",
+            "cnn32",
+            "--batch-sizes",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--",
+            *TINY,
+        ]
+    )
+    (run,) = summary["train_step"]
+    assert run["results"][0]["backend"] == backend
+    assert (tmp_path / "summary.json").exists()
+    assert "| cnn32 | 2 | " + backend in capsys.readouterr().out
+
+
+def test_cpu_peak_estimate_is_positive():
+    peak = common.cpu_peak_gflops()
+    assert peak["flops_per_cycle"] in (8, 32, 64)
+    assert peak["gflops"] == pytest.approx(peak["cores"] * peak["ghz"] * peak["flops_per_cycle"])
+
+
+def test_paired_ratio_and_throughput_formulas():
+    ratio = common.paired_ratio([2.0, 3.0, 4.0], [1.0, 2.0, 4.0])
+    assert ratio["ratio"] == pytest.approx(1.5)
+    assert (ratio["ratio_min"], ratio["ratio_max"]) == (1.0, 2.0)
+    rate = common.throughput([1.0, 2.0, 4.0], steps=2, batch_size=10)
+    assert rate["images_per_s"] == pytest.approx(10.0)
+    assert (rate["images_per_s_min"], rate["images_per_s_max"]) == (5.0, 20.0)
+
+
+def test_input_pipeline_runs(tmp_path):
+    pytest.importorskip("keras_rir.preprocessing")
+    from benchmarks import input_pipeline
+
+    path = tmp_path / "input.json"
+    ratio = input_pipeline.main(
+        ["--model", "cnn32", "--batch-size", "2", "--json", str(path), *TINY]
+    )
+    (result,) = load(path)["results"]
+    assert ratio == pytest.approx(result["ratio"]["ratio"])
+    assert set(result["throughput"]) == {"preprocessing", "training"}
+
+
+def test_interleaved_windows_alternate_in_abba_order():
+    calls = []
+    steps = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    durations = common.interleaved_windows(steps, steps=2, windows=3, warmup=1)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
+    assert {name: len(window_s) for name, window_s in durations.items()} == {"a": 3, "b": 3}
