@@ -1,6 +1,6 @@
 """Trains a keras_rir model on CIFAR-10 or CIFAR-100 with the paper's recipe.
 
-Defaults are the recipe of arXiv:1603.08029 (section 4): SGD with momentum 0.9,
+Defaults are the recipe of arXiv:1603.08029 (section 3): SGD with momentum 0.9,
 batch 500, L2 1e-4, 82 epochs, learning rate x0.1 after epochs 42 and 62, random
 crop and flip. Runs on the TensorFlow, JAX and PyTorch backends
 (`KERAS_BACKEND=...`); reading a local copy (`--data-dir`) needs no TensorFlow.

@@ -1,6 +1,6 @@
 """The paper's training recipe as reusable pieces, and `train`, which runs it with `model.fit`.
 
-Reference: arXiv:1603.08029, section 4: SGD with momentum 0.9, minibatch 500,
+Reference: arXiv:1603.08029, section 3: SGD with momentum 0.9, minibatch 500,
 L2 penalty 1e-4, 82 epochs, learning rate x0.1 after epochs 42 and 62, MSR
 (He) initialization, batch-normalization statistics as exponential moving
 averages. The initial learning rate is not in the paper; see

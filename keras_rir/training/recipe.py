@@ -1,6 +1,6 @@
 """The paper's recipe: hyperparameters, learning-rate schedule and optimizers.
 
-Reference: arXiv:1603.08029, section 4.
+Reference: arXiv:1603.08029, section 3.
 """
 
 import dataclasses
@@ -53,7 +53,7 @@ class Recipe:
     >>> keras_rir.training.PAPER_RECIPE.batch_size
     500
 
-    Reference: arXiv:1603.08029, section 4.
+    Reference: arXiv:1603.08029, section 3.
     """
 
     epochs: int = 82
@@ -147,7 +147,7 @@ def learning_rate_schedule(
     >>> [schedule(epoch) for epoch in (0, 41, 42, 61, 62, 81)]
     [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
 
-    Reference: arXiv:1603.08029, section 4.
+    Reference: arXiv:1603.08029, section 3.
     """
     _check_positive_float("initial_learning_rate", initial_learning_rate)
     return StepSchedule(

@@ -134,7 +134,7 @@ def train(
     >>> results = keras_rir.training.train("rir32", data, "runs/rir32", epochs=82)
     >>> results["test_accuracy"]
 
-    Reference: arXiv:1603.08029, section 4.
+    Reference: arXiv:1603.08029, section 3.
     """
     check_choice("model_name", model_name, models.list_models())
     epochs = check_positive_int("epochs", epochs)
