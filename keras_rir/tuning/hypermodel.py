@@ -8,15 +8,13 @@ and RMSProp, and the type of shortcut connections in the residual blocks".
 
 import math
 import numbers
-import random
-import sys
 
 import keras
 import keras_tuner
-import numpy as np
 
 from keras_rir import blocks, models, training
 from keras_rir._validation import check_choice, check_positive_int, invalid_value
+from keras_rir.training.trainer import _set_random_seed
 
 __all__ = [
     "AXES",
@@ -281,22 +279,6 @@ class RiRHyperModel(keras_tuner.HyperModel):
         kwargs.setdefault("batch_size", self.batch_size)
         kwargs["verbose"] = kwargs.get("verbose", self.verbose)
         return model.fit(*args, callbacks=callbacks, **kwargs)
-
-
-def _set_random_seed(seed):
-    """`keras.utils.set_random_seed` without importing TensorFlow on the other backends.
-
-    Keras draws the seeds of unseeded initializers from Python's `random`.
-    """
-    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
-        keras.utils.set_random_seed(seed)
-        return
-    random.seed(seed)
-    np.random.seed(seed)
-    if keras.backend.backend() == "torch":
-        import torch
-
-        torch.manual_seed(seed)
 
 
 def _plain(value):
