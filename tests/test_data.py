@@ -444,7 +444,7 @@ def test_binary_path_works_without_tensorflow(tmp_path, backend):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"OK {backend}" in result.stdout

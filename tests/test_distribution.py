@@ -92,7 +92,7 @@ def test_data_parallel_on_two_cpu_devices(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     line = next(line for line in process.stdout.splitlines() if line.startswith("REPORT "))

@@ -229,7 +229,7 @@ def test_weights_load_under_every_other_backend(tmp_path):
             env={**os.environ, "KERAS_BACKEND": backend},
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=900,
         )
         assert result.returncode == 0, (backend, result.stderr[-3000:])
         assert "same predictions" in result.stdout
@@ -270,7 +270,7 @@ print("built without tensorflow")
 @pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="checks JAX and torch")
 def test_models_need_no_tensorflow():
     result = subprocess.run(
-        [sys.executable, "-c", NO_TENSORFLOW], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", NO_TENSORFLOW], capture_output=True, text=True, timeout=900
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "built without tensorflow" in result.stdout

@@ -66,7 +66,7 @@ def test_missing_dataset_process_exits_2_without_traceback(tmp_path):
         env={**os.environ, "PYTHONPATH": REPO},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert process.returncode == 2
     assert "--data-dir" in process.stderr and "Traceback" not in process.stderr
@@ -124,7 +124,7 @@ def test_killed_run_resumes_after_the_last_finished_epoch(tmp_path):
     assert 1 <= backed_up < 4, first_log[-3000:]
 
     second = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
     )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert f"Epoch {backed_up + 1}/4" in second.stdout

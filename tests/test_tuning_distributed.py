@@ -24,7 +24,7 @@ from tests.cifar_archives import write_cifar10
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEARCH = os.path.join(REPO, "tuning", "search.py")
 TINY = {"num_blocks": 3, "layers_per_block": 1, "stage_filters": [4, 8, 8]}
-TIMEOUT = 400
+TIMEOUT = 900
 
 
 def environment():

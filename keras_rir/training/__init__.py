@@ -6,11 +6,12 @@ L2 penalty 1e-4, 82 epochs, learning rate x0.1 after epochs 42 and 62, MSR
 averages. The initial learning rate is not in the paper; see
 `DEFAULT_LEARNING_RATE`.
 
-Modules: `recipe` (hyperparameters, schedule, optimizers), `callbacks` (resumable
-logging), `trainer` (`train`).
+Modules: `recipe` (hyperparameters, schedule, optimizers), `optimizers`
+(`MomentumCorrectedSGD`), `callbacks` (resumable logging), `trainer` (`train`).
 """
 
 from keras_rir.training.callbacks import EpochTimer, ResumableCSVLogger, make_callbacks
+from keras_rir.training.optimizers import MomentumCorrectedSGD
 from keras_rir.training.recipe import (
     DEFAULT_LEARNING_RATE,
     OPTIMIZERS,
@@ -28,6 +29,7 @@ __all__ = [
     "OPTIMIZERS",
     "PAPER_RECIPE",
     "EpochTimer",
+    "MomentumCorrectedSGD",
     "Recipe",
     "ResumableCSVLogger",
     "StepSchedule",
