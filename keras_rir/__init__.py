@@ -10,6 +10,7 @@ from keras_rir import (
     models,
     preprocessing,
     regularizers,
+    training,
 )
 from keras_rir.conversion import apply_resnet_init, resnet_init_report
 
@@ -27,4 +28,5 @@ __all__ = [
     "preprocessing",
     "regularizers",
     "resnet_init_report",
+    "training",
 ]

@@ -1,5 +1,9 @@
 """MomentumCorrectedSGD against a NumPy implementation of Torch-form SGD, and its saving."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -7,6 +11,7 @@ import pytest
 from keras_rir import training
 from keras_rir.training import MomentumCorrectedSGD
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATES = [0.1, 0.1, 0.1, 0.01, 0.01, 0.01]  # A step decay after three steps.
 
 
@@ -90,3 +95,16 @@ def test_config_and_keras_round_trip(tmp_path):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(restored_variable)
         )
+
+
+def test_import_keras_rir_registers_it():
+    """A `.keras` file of a recipe run loads after `import keras_rir` alone."""
+    script = (
+        "import keras, keras_rir; "
+        "assert keras.saving.get_registered_object('keras_rir>MomentumCorrectedSGD') "
+        "is keras_rir.training.MomentumCorrectedSGD"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=900, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
