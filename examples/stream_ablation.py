@@ -25,7 +25,6 @@ rows (a dict `{by: rows}`).
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 
@@ -98,7 +97,7 @@ def main(argv=None):
         if model_budget
         else "Budget of the model: unknown (not trained by these scripts)."
     )
-    print(statement, flush=True)
+    print(f"Model: {statement}\nAblation on the first {len(x_test)} test images.", flush=True)
     os.makedirs(args.output_dir, exist_ok=True)
     results = {}
     for by in ("output", "input") if args.by == "both" else (args.by,):
@@ -115,7 +114,7 @@ def main(argv=None):
                 "num_test_examples": len(x_test),
                 "model_budget": model_budget,
                 "budget_statement": statement,
-                "evaluation": dataclasses.asdict(budget),
+                "evaluation": {"batch_size": args.batch_size, "test_examples": len(x_test)},
                 "rows": rows,
                 "environment": reporting.environment(),
             },
