@@ -6,7 +6,7 @@ constant, but at a step decay Keras' velocity still holds about `1 / (1 - m)`
 steps at the old rate. With the paper's x0.1 decays this made the training loss
 of rir32 on CIFAR-10 rise for about 30 steps after each decay (measured in
 RESULTS.md); applying the learning rate outside the velocity, as Torch7 and
-PyTorch do (the "momentum correction" of Goyal et al., 2017, section 2.4),
+PyTorch do (the "momentum correction" of Goyal et al., 2017, arXiv:1706.02677),
 removes the rise.
 """
 
