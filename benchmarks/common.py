@@ -11,6 +11,7 @@ hits them alike and their ratio holds while absolute times drift.
 """
 
 import argparse
+import math
 import os
 import platform
 import resource
@@ -157,11 +158,41 @@ def throughput(durations, steps, batch_size):
     }
 
 
+def median_interval(values, confidence=0.95):
+    """Distribution-free confidence interval of the median: a pair of order statistics.
+
+    The interval `[x_(k), x_(n+1-k)]` (sorted values, 1-based) covers the true
+    median with probability `1 - 2 P(Binomial(n, 1/2) < k)`; `k` is the largest
+    whose coverage is at least `confidence`. With too few values for that
+    (fewer than 6 at 95%) it is the full range, with its smaller coverage.
+
+    Args:
+        values: the measurements (window ratios), any order.
+        confidence: the coverage wanted.
+
+    Returns:
+        A tuple `(low, high, coverage)`.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    k, coverage = 1, 1 - 2 * 0.5**n
+    for candidate in range(2, n // 2 + 1):
+        below = sum(math.comb(n, i) for i in range(candidate)) * 0.5**n
+        if 1 - 2 * below < confidence:
+            break
+        k, coverage = candidate, 1 - 2 * below
+    return ordered[k - 1], ordered[n - k], coverage
+
+
 def paired_ratio(durations_a, durations_b):
-    """Median and range of the window-by-window time ratios A/B (adjacent windows)."""
+    """Median, 95% interval of the median and range of the window-by-window time ratios A/B."""
     ratios = sorted(a / b for a, b in zip(durations_a, durations_b, strict=True))
+    low, high, coverage = median_interval(ratios)
     return {
         "ratio": statistics.median(ratios),
+        "ratio_ci_low": low,
+        "ratio_ci_high": high,
+        "ratio_ci_coverage": coverage,
         "ratio_min": ratios[0],
         "ratio_max": ratios[-1],
         "ratio_of_medians": statistics.median(durations_a) / statistics.median(durations_b),

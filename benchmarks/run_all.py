@@ -67,15 +67,28 @@ def train_step_table(runs):
     return "\n".join(rows)
 
 
+def goal_status(result):
+    """`yes`/`no` when the median's 95% interval is on one side of the goal, else unresolved."""
+    if result["goal"] is None:
+        return "-"
+    if result["goal_resolved"]:
+        return "yes" if result["meets_goal"] else "no"
+    return f"unresolved (median {'meets' if result['meets_goal'] else 'misses'} it)"
+
+
 def overhead_table(runs):
-    rows = ["| pair | backend | time ratio A/B (min-max) | goal | met |", "|---|---|---|---|---|"]
+    rows = [
+        "| pair | backend | windows | time ratio A/B | 95% interval | range | goal | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for data in runs:
         for r in data["results"]:
             goal = "-" if r["goal"] is None else f"<= {r['goal']:.2f}"
-            met = "-" if r["meets_goal"] is None else ("yes" if r["meets_goal"] else "no")
             rows.append(
-                f"| {r['pair']} | {r['backend']} | {r['ratio']:.3f} "
-                f"({r['ratio_min']:.3f}-{r['ratio_max']:.3f}) | {goal} | {met} |"
+                f"| {r['pair']} | {r['backend']} | {data['arguments']['windows']} x "
+                f"{r['steps_per_window']} | {r['ratio']:.3f} | "
+                f"{r['ratio_ci_low']:.3f}-{r['ratio_ci_high']:.3f} | "
+                f"{r['ratio_min']:.3f}-{r['ratio_max']:.3f} | {goal} | {goal_status(r)} |"
             )
     return "\n".join(rows)
 
@@ -83,8 +96,8 @@ def overhead_table(runs):
 def torch_reference_table(runs):
     rows = [
         "| network | backend | keras_rir img/s | PyTorch img/s (contiguous / channels_last) | "
-        "keras_rir / PyTorch (min-max) |",
-        "|---|---|---|---|---|",
+        "keras_rir / PyTorch | 95% interval | range |",
+        "|---|---|---|---|---|---|---|",
     ]
     for data in runs:
         for r in data["results"]:
@@ -97,7 +110,9 @@ def torch_reference_table(runs):
             s = r["speedup"]
             rows.append(
                 f"| {r['model']} | {r['backend']} | {rates['keras_rir']['images_per_s']:.1f} | "
-                f"{torch_rates} | {s['ratio']:.2f} ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}) |"
+                f"{torch_rates} | {s['ratio']:.2f} | "
+                f"{s['ratio_ci_low']:.2f}-{s['ratio_ci_high']:.2f} | "
+                f"{s['ratio_min']:.2f}-{s['ratio_max']:.2f} |"
             )
     return "\n".join(rows)
 

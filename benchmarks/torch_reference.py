@@ -35,7 +35,7 @@ NETWORKS = {
 }
 
 
-def conv_bn(c_in, c_out, stride, generalized, residual_fraction=0.5):
+def conv_bn(c_in, c_out, stride, generalized, residual_fraction=0.5, batch_norm=True):
     """3x3 conv (no bias) + BN; a generalized unit starts as MSR + partial identity."""
     conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
     nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
@@ -43,22 +43,24 @@ def conv_bn(c_in, c_out, stride, generalized, residual_fraction=0.5):
         identity = partial_identity((3, 3, c_in, c_out), residual_fraction)  # HWIO
         with torch.no_grad():
             conv.weight.add_(torch.from_numpy(identity.transpose(3, 2, 0, 1).copy()))
+    if not batch_norm:
+        return nn.Sequential(conv)
     return nn.Sequential(conv, nn.BatchNorm2d(c_out, eps=1e-5, momentum=0.1))
 
 
 class Block(nn.Module):
     """Two conv-BN units; with a shortcut, the sum goes through the last ReLU."""
 
-    def __init__(self, c_in, c_out, stride, generalized, shortcut):
+    def __init__(self, c_in, c_out, stride, generalized, shortcut, batch_norm=True):
         super().__init__()
-        self.unit1 = conv_bn(c_in, c_out, stride, generalized)
-        self.unit2 = conv_bn(c_out, c_out, 1, generalized)
+        self.unit1 = conv_bn(c_in, c_out, stride, generalized, batch_norm=batch_norm)
+        self.unit2 = conv_bn(c_out, c_out, 1, generalized, batch_norm=batch_norm)
         self.shortcut = None
         if shortcut:
             self.shortcut = (
                 nn.Identity()
                 if stride == 1 and c_in == c_out
-                else conv_bn(c_in, c_out, stride, generalized=False)
+                else conv_bn(c_in, c_out, stride, generalized=False, batch_norm=batch_norm)
             )
 
     def forward(self, x):
@@ -69,17 +71,21 @@ class Block(nn.Module):
 
 
 class Table7Net(nn.Module):
-    """Stem unit, three stages of blocks (stride 2 from the second), classifier."""
+    """Stem unit, three stages of blocks (stride 2 from the second), classifier.
 
-    def __init__(self, name, num_classes=10):
+    `batch_norm=False` leaves out every BatchNorm (an ablation of
+    `benchmarks.gap_attribution`; not a Table 7 network).
+    """
+
+    def __init__(self, name, num_classes=10, batch_norm=True):
         super().__init__()
         widths, blocks, generalized, shortcut, head = NETWORKS[name]
-        self.stem = conv_bn(3, widths[0], 1, generalized=False)
+        self.stem = conv_bn(3, widths[0], 1, generalized=False, batch_norm=batch_norm)
         layers, c_in = [], widths[0]
         for stage, (width, count) in enumerate(zip(widths, blocks, strict=True)):
             for block in range(count):
                 stride = 2 if stage > 0 and block == 0 else 1
-                layers.append(Block(c_in, width, stride, generalized, shortcut))
+                layers.append(Block(c_in, width, stride, generalized, shortcut, batch_norm))
                 c_in = width
         self.blocks = nn.Sequential(*layers)
         self.head = head
@@ -109,10 +115,10 @@ def make_optimizer(net, learning_rate=0.1, l2=1e-4):
 class TorchStep:
     """One step of the standard PyTorch loop on a fixed batch."""
 
-    def __init__(self, net, images, labels, device, channels_last, mixed_precision):
+    def __init__(self, net, images, labels, device, channels_last, mixed_precision, l2=1e-4):
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(device=device, memory_format=memory_format).train()
-        self.optimizer = make_optimizer(self.net)
+        self.optimizer = make_optimizer(self.net, l2=l2)
         nchw = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
         self.images = nchw.to(device=device, memory_format=memory_format)
         self.labels = torch.from_numpy(labels.astype("int64")).to(device)
@@ -220,7 +226,8 @@ def main(argv=None):
         print(
             f"{result['backend']:>10} {name:>18} batch {args.batch_size}: {rates} img/s; "
             f"keras_rir/{result['best_torch']} = {result['speedup']['ratio']:.2f} "
-            f"[{result['speedup']['ratio_min']:.2f}, {result['speedup']['ratio_max']:.2f}]",
+            f"(95% interval {result['speedup']['ratio_ci_low']:.2f}-"
+            f"{result['speedup']['ratio_ci_high']:.2f})",
             flush=True,
         )
     common.write_json(args.json, common.record(args, results, torch_version=torch.__version__))

@@ -1,6 +1,7 @@
 """Every benchmark script runs end to end on a tiny setting; no times are asserted."""
 
 import json
+import math
 
 import keras
 import numpy as np
@@ -145,6 +146,62 @@ def test_paired_ratio_and_throughput_formulas():
     rate = common.throughput([1.0, 2.0, 4.0], steps=2, batch_size=10)
     assert rate["images_per_s"] == pytest.approx(10.0)
     assert (rate["images_per_s_min"], rate["images_per_s_max"]) == (5.0, 20.0)
+
+
+def test_median_interval_is_the_binomial_order_statistics():
+    # n = 20: the classic 95% interval of the median is [x_(6), x_(15)], coverage 0.9586.
+    low, high, coverage = common.median_interval(list(range(20, 0, -1)))
+    assert (low, high) == (6, 15)
+    assert coverage == pytest.approx(1 - 2 * sum(math.comb(20, i) for i in range(6)) / 2**20)
+    # Too few values for 95%: the full range and its own coverage.
+    assert common.median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0, pytest.approx(0.75))
+
+
+def test_overhead_goal_status_needs_the_interval_on_one_side():
+    result = {"goal": 1.02, "meets_goal": True, "goal_resolved": False}
+    assert run_all.goal_status(result) == "unresolved (median meets it)"
+    assert run_all.goal_status({**result, "goal_resolved": True}) == "yes"
+    assert run_all.goal_status({**result, "meets_goal": False, "goal_resolved": True}) == "no"
+    assert run_all.goal_status({"goal": None}) == "-"
+
+
+@pytest.mark.parametrize("model_name", ["cnn32", "wide_cnn18"])
+def test_gap_attribution_variants_match_the_reference(model_name):
+    gap_attribution = pytest.importorskip("benchmarks.gap_attribution")
+    model = keras_rir.models.get(model_name, input_shape=(8, 8, 3))
+    images = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
+    expected = keras.ops.convert_to_numpy(model(images))
+    for variant in gap_attribution.VARIANTS:
+        clone, from_logits = gap_attribution.keras_variant(model, variant)
+        _, step = gap_attribution.torch_variant(
+            model_name, gap_attribution.VARIANTS[variant], 10, images, np.zeros(2, "int32"), 0
+        )
+        reference = gap_attribution.torch_reference.parameter_count(step.net)
+        assert common.trainable_parameters(clone) == reference, variant
+        if variant == "no_batch_norm":
+            assert not any(isinstance(x, keras.layers.BatchNormalization) for x in clone.layers)
+            continue
+        clone.set_weights(model.get_weights())
+        batch = images.transpose(0, 3, 1, 2) if variant == "channels_first" else images
+        outputs = keras.ops.convert_to_numpy(clone(batch))
+        if from_logits:
+            outputs = keras.ops.convert_to_numpy(keras.ops.softmax(outputs))
+        np.testing.assert_allclose(outputs, expected, rtol=1e-4, atol=1e-5, err_msg=variant)
+    penalties = gap_attribution.keras_variant(model, "no_penalty")[0].losses
+    assert model.losses and not penalties
+
+
+def test_gap_attribution_runs(tmp_path):
+    gap_attribution = pytest.importorskip("benchmarks.gap_attribution")
+    path = tmp_path / "gap.json"
+    ratios = gap_attribution.main(["--batch-size", "2", "--json", str(path), *TINY])
+    (result,) = load(path)["results"]
+    assert set(ratios) == set(gap_attribution.VARIANTS)
+    assert ratios["logits"] == pytest.approx(result["keras_over_torch"]["logits"]["ratio"])
+    variants = gap_attribution.VARIANTS
+    assert set(result["throughput"]) == {f"keras_{name}" for name in variants} | {
+        f"torch_{name}" for name in ("as_built", "no_penalty", "no_batch_norm")
+    }
 
 
 def test_input_pipeline_runs(tmp_path):
