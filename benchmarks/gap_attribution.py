@@ -97,13 +97,18 @@ def keras_variant(model, variant):
     raise ValueError(f"variant: got {variant!r}; expected one of {sorted(VARIANTS)}")
 
 
-def torch_variant(name, variant, num_classes, images, labels, seed):
-    """A `TorchStep` of the PyTorch reference (channels_last) for `variant`."""
+def torch_variant(name, variant, num_classes, images, labels, seed, mixed_precision=False):
+    """The PyTorch side of `variant`: the reference network (channels_last) and its step.
+
+    Returns:
+        A tuple `(net, step)`: the `Table7Net` and a `torch_reference.TorchStep` on it.
+    """
     torch.manual_seed(seed)
     net = torch_reference.Table7Net(name, num_classes, batch_norm=variant != "no_batch_norm")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     l2 = 0.0 if variant == "no_penalty" else 1e-4
-    return net, torch_reference.TorchStep(net, images, labels, device, True, False, l2=l2)
+    step = torch_reference.TorchStep(net, images, labels, device, True, mixed_precision, l2=l2)
+    return net, step
 
 
 def parse_args(argv=None):
@@ -123,7 +128,7 @@ def measure(args):
     steps, parameters = {}, {}
     for variant in sorted(set(VARIANTS[v] for v in args.variants)):
         net, steps[f"torch_{variant}"] = torch_variant(
-            args.model, variant, args.num_classes, images, labels, args.seed
+            args.model, variant, args.num_classes, images, labels, args.seed, args.mixed_precision
         )
         parameters[f"torch_{variant}"] = torch_reference.parameter_count(net)
     for variant in args.variants:
@@ -164,6 +169,7 @@ def measure(args):
 def main(argv=None):
     """Runs the ablation; returns {variant: Keras images/s over PyTorch images/s}."""
     args = parse_args(argv)
+    common.set_precision(args.mixed_precision)
     result = measure(args)
     for variant, ratio in result["keras_over_torch"].items():
         keras_rate = result["throughput"][f"keras_{variant}"]["images_per_s"]
@@ -171,7 +177,8 @@ def main(argv=None):
         print(
             f"{result['backend']:>10} {args.model} {variant:>15}: Keras {keras_rate:.1f}, "
             f"PyTorch {torch_rate:.1f} img/s; Keras/PyTorch {ratio['ratio']:.2f} "
-            f"(95% interval {ratio['ratio_ci_low']:.2f}-{ratio['ratio_ci_high']:.2f})",
+            f"({ratio['ratio_ci_coverage']:.0%} interval "
+            f"{ratio['ratio_ci_low']:.2f}-{ratio['ratio_ci_high']:.2f})",
             flush=True,
         )
     common.write_json(args.json, common.record(args, [result], torch_version=torch.__version__))

@@ -140,7 +140,8 @@ def main(argv=None):
         goal = "report" if result["goal"] is None else f"goal <= {result['goal']:.2f}"
         print(
             f"{result['backend']:>10} {pair:>30}: {result['ratio']:.3f} "
-            f"(95% interval {result['ratio_ci_low']:.3f}-{result['ratio_ci_high']:.3f}, "
+            f"({result['ratio_ci_coverage']:.0%} interval "
+            f"{result['ratio_ci_low']:.3f}-{result['ratio_ci_high']:.3f}, "
             f"range {result['ratio_min']:.3f}-{result['ratio_max']:.3f})  ({goal})  "
             f"A {result['images_per_s_a']['images_per_s']:.1f} img/s, "
             f"B {result['images_per_s_b']['images_per_s']:.1f} img/s",

@@ -223,11 +223,12 @@ def main(argv=None):
         rates = " ".join(
             f"{label} {rate['images_per_s']:.1f}" for label, rate in result["throughput"].items()
         )
+        speedup = result["speedup"]
         print(
             f"{result['backend']:>10} {name:>18} batch {args.batch_size}: {rates} img/s; "
-            f"keras_rir/{result['best_torch']} = {result['speedup']['ratio']:.2f} "
-            f"(95% interval {result['speedup']['ratio_ci_low']:.2f}-"
-            f"{result['speedup']['ratio_ci_high']:.2f})",
+            f"keras_rir/{result['best_torch']} = {speedup['ratio']:.2f} "
+            f"({speedup['ratio_ci_coverage']:.0%} interval "
+            f"{speedup['ratio_ci_low']:.2f}-{speedup['ratio_ci_high']:.2f})",
             flush=True,
         )
     common.write_json(args.json, common.record(args, results, torch_version=torch.__version__))
