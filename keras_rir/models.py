@@ -8,7 +8,7 @@ Reference: arXiv:1603.08029, appendix 6.2 (Table 7), Tables 4-6 and Figure 4.
 
 import keras
 
-from keras_rir import blocks
+from keras_rir import blocks, presets
 from keras_rir._validation import (
     check_choice,
     check_non_negative,
@@ -23,6 +23,7 @@ __all__ = [
     "cnn32",
     "get",
     "list_models",
+    "list_presets",
     "resnet",
     "resnet32",
     "resnet_init32",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 _REGISTRY = {}
+
+list_presets = presets.list_presets
 
 # (generalized residual blocks, outer shortcuts), Figure 2.
 _ARCHITECTURES = {
@@ -150,6 +153,7 @@ def _residual_network(
     residual_fraction=0.5,
     shortcut="projection",
     implementation="fused",
+    weights=None,
 ):
     """Stem conv unit, stages of blocks (stride 2 from the second stage), classifier."""
     shape = _check_common(
@@ -162,6 +166,12 @@ def _residual_network(
         shortcut,
         implementation,
     )
+    structure = {
+        "residual_fraction": residual_fraction,
+        "shortcut": shortcut,
+        "implementation": implementation,
+    }
+    preset = presets.find(name, weights, num_classes, shape, structure)
     generalized, has_shortcut = _ARCHITECTURES[architecture]
     inputs = keras.Input(shape, name="images")
     x = blocks.conv_unit(
@@ -185,7 +195,8 @@ def _residual_network(
                 residual_fraction=residual_fraction,
             )
     outputs = _classifier(x, num_classes, head, kernel_initializer, l2)
-    return keras.Model(inputs, outputs, name=name)
+    model = keras.Model(inputs, outputs, name=name)
+    return model if weights is None else presets.load_weights(model, weights, preset)
 
 
 def _depth_study(architecture, num_blocks, layers_per_block, stage_filters, **kwargs):
@@ -232,11 +243,17 @@ def rir(
             `shortcut` (outer shortcut of blocks that change shape:
             `"projection"`, a 3x3 conv + BN, the default, or `"identity"`,
             subsample + zero-pad; networks without outer shortcuts ignore it)
-            and `implementation` (`"fused"`, one convolution per generalized
-            unit, or `"explicit"`, four: the same function and parameters).
+            `implementation` (`"fused"`, one convolution per generalized
+            unit, or `"explicit"`, four: the same function and parameters)
+            and `weights` (`None`, the default: initialized as the paper
+            says; a preset's dataset such as `"cifar10"`, see
+            `list_presets()`; or the path of a `.weights.h5` file of this
+            network).
 
     Returns:
-        A functional `keras.Model` with float32 softmax outputs.
+        A functional `keras.Model` with float32 softmax outputs. With a
+        preset, that network behind its input normalization: it takes raw
+        images (`uint8` or float in `[0, 255]`).
 
     Example:
     >>> model = keras_rir.models.rir(num_blocks=9, layers_per_block=3)
@@ -434,6 +451,7 @@ def all_cnn_c(
     l2=1e-4,
     residual_fraction=0.5,
     implementation="fused",
+    weights=None,
 ):
     """ALL-CNN-C (Springenberg et al., 2014) with batch normalization (Table 4).
 
@@ -449,8 +467,8 @@ def all_cnn_c(
         resnet_init: use ResNet Init (generalized blocks) instead of standard
             initialization.
         dropout: keep the original network's dropout.
-        kernel_initializer, l2, residual_fraction, implementation: as in
-            `keras_rir.models.rir`.
+        kernel_initializer, l2, residual_fraction, implementation, weights:
+            as in `keras_rir.models.rir` (no ALL-CNN-C preset ships yet).
 
     Returns:
         A functional `keras.Model` with float32 softmax outputs.
@@ -481,6 +499,9 @@ def all_cnn_c(
         (192, 3, 1, "valid", 0),
         (192, 1, 1, "same", 0),
     ]
+    name = "all_cnn_c_resnet_init" if resnet_init else "all_cnn_c"
+    structure = {"residual_fraction": residual_fraction, "implementation": implementation}
+    preset = presets.find(name, weights, num_classes, shape, structure)
     inputs = keras.Input(shape, name="images")
     x = keras.layers.Dropout(0.2, name="input_dropout")(inputs) if dropout else inputs
     for index, (filters, kernel_size, strides, padding, rate) in enumerate(plan, start=1):
@@ -500,5 +521,5 @@ def all_cnn_c(
         if dropout and rate:
             x = keras.layers.Dropout(rate, name=f"conv{index}_dropout")(x)
     outputs = _classifier(x, num_classes, "conv", kernel_initializer, l2)
-    name = "all_cnn_c_resnet_init" if resnet_init else "all_cnn_c"
-    return keras.Model(inputs, outputs, name=name)
+    model = keras.Model(inputs, outputs, name=name)
+    return model if weights is None else presets.load_weights(model, weights, preset)
