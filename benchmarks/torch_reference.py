@@ -14,6 +14,8 @@ Usage (from the repository root):
     KERAS_BACKEND=jax python -m benchmarks.torch_reference --models rir32 --json runs/ref.json
 """
 
+import copy
+
 import keras
 import numpy as np
 import torch
@@ -135,6 +137,21 @@ class TorchStep:
         return loss.item()
 
 
+def pytorchcv_rir(num_classes=10):
+    """pytorchcv's RiR for CIFAR (`rir_cifar10`/`rir_cifar100`: four convolutions per unit).
+
+    The RiR a PyTorch user would take instead of keras_rir's `wide_rir18`
+    (`pip install pytorchcv==0.0.74 --no-deps`; 9.49M parameters, randomly initialized here).
+    """
+    try:
+        from pytorchcv.models.rir_cifar import get_rir_cifar
+    except ImportError as error:
+        raise SystemExit(
+            "--reference pytorchcv needs `pip install pytorchcv==0.0.74 --no-deps`"
+        ) from error
+    return get_rir_cifar(num_classes=num_classes, model_name=f"rir_cifar{num_classes}")
+
+
 def parameter_count(net):
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
@@ -155,8 +172,25 @@ def parse_args(argv=None):
         default=["contiguous", "channels_last"],
         choices=["contiguous", "channels_last"],
     )
+    parser.add_argument(
+        "--reference",
+        default="table7",
+        choices=["table7", "pytorchcv"],
+        help="PyTorch side: our hand-written Table 7 network, or pytorchcv's RiR "
+        "(four convolutions per unit; with --models wide_rir18)",
+    )
+    parser.add_argument(
+        "--torch-precision",
+        default="same",
+        choices=["same", "float32"],
+        help="PyTorch in the precision of keras_rir (bfloat16 autocast with "
+        "--mixed-precision), or float32 always",
+    )
     common.add_common_arguments(parser, steps=4, windows=5, warmup=2)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.reference == "pytorchcv" and args.models != ["wide_rir18"]:
+        parser.error("--reference pytorchcv is an RiR: use it with --models wide_rir18")
+    return args
 
 
 def measure(name, args):
@@ -166,24 +200,25 @@ def measure(name, args):
         keras_model, args.learning_rate, common.jit_compile_value(args.jit_compile)
     )
     torch.manual_seed(args.seed)
-    reference = Table7Net(name, args.num_classes)
+    if args.reference == "pytorchcv":
+        reference = pytorchcv_rir(args.num_classes)
+    else:
+        reference = Table7Net(name, args.num_classes)
     ours, theirs = common.trainable_parameters(keras_model), parameter_count(reference)
-    if ours != theirs:
+    if ours != theirs and args.reference == "table7":
         raise RuntimeError(f"{name}: keras_rir has {ours} trainable parameters, PyTorch {theirs}")
     images, labels = common.synthetic_batch(
         args.batch_size, args.num_classes, (args.image_size, args.image_size, 3), args.seed
     )
     steps = {"keras_rir": common.KerasStep(keras_model, images, labels)}
     for memory_format in args.memory_formats:
-        net = Table7Net(name, args.num_classes)
-        net.load_state_dict(reference.state_dict())
         steps[f"torch_{memory_format}"] = TorchStep(
-            net,
+            copy.deepcopy(reference),
             images,
             labels,
             device,
             memory_format == "channels_last",
-            args.mixed_precision,
+            args.mixed_precision and args.torch_precision == "same",
         )
     first = {label: common.first_step_seconds(step) for label, step in steps.items()}
     steps_per_window = args.wide_steps if name.startswith("wide") else args.steps
@@ -202,6 +237,9 @@ def measure(name, args):
         "batch_size": args.batch_size,
         "steps_per_window": steps_per_window,
         "trainable_parameters": ours,
+        "reference": args.reference,
+        "reference_parameters": theirs,
+        "torch_mixed_precision": args.mixed_precision and args.torch_precision == "same",
         "first_step_s": first,
         "throughput": rates,
         "best_torch": best,
