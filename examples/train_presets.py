@@ -80,7 +80,7 @@ def main(argv=None):
     pack_dir = args.pack_dir or args.output_dir
     os.makedirs(pack_dir, exist_ok=True)
     start = time.monotonic()
-    deadline = start + args.deadline_seconds if args.deadline_seconds else None
+    deadline = None if args.deadline_seconds is None else start + args.deadline_seconds
     waiting, running, last_stop = list(args.models), {}, float("-inf")
     while waiting or running:
         while waiting and len(running) < args.parallel:
