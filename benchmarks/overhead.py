@@ -11,7 +11,11 @@ step of A over B at the same batch, goal in brackets):
 - `explicit/fused`: rir32 with `implementation="explicit"` (four convolutions
   per unit) over the fused layer: what fusion saves (reported);
 - `decay/l2`: resnet_init32 with PartialIdentityDecay over the same model and
-  weights with plain `keras.regularizers.L2` (<= 1.01).
+  weights with plain `keras.regularizers.L2` (<= 1.01);
+- `fused_bn/keras_bn`: rir32 as built (`keras_rir.normalization.BatchNormalization`,
+  the backend's fused kernel) over the same model and weights with
+  `keras.layers.BatchNormalization`: what the fused batch normalization saves
+  (reported).
 
 Usage (from the repository root):
     KERAS_BACKEND=tensorflow python -m benchmarks.overhead --json runs/overhead_tf.json
@@ -31,6 +35,7 @@ PAIRS = {
     "rir32/cnn32": (("rir32", {}), ("cnn32", {}), None),
     "explicit/fused": (("rir32", {"implementation": "explicit"}), ("rir32", {}), None),
     "decay/l2": (("resnet_init32", {}), ("resnet_init32", {"plain_l2": True}), 1.01),
+    "fused_bn/keras_bn": (("rir32", {}), ("rir32", {"keras_batch_norm": True}), None),
     "wide_resnet_init18/wide_cnn18": (("wide_resnet_init18", {}), ("wide_cnn18", {}), 1.02),
     "wide_rir18/wide_resnet18": (("wide_rir18", {}), ("wide_resnet18", {}), 1.02),
 }
@@ -70,10 +75,30 @@ def with_plain_l2(model):
     return clone
 
 
+def with_keras_batch_norm(model):
+    """The same network and weights with `keras.layers.BatchNormalization` in every BN layer.
+
+    Args:
+        model: a functional keras_rir model.
+
+    Returns:
+        A new `keras.Model` whose batch normalization runs Keras' own code.
+    """
+    config = copy.deepcopy(model.get_config())
+    for layer in config["layers"]:
+        if layer["class_name"] == "BatchNormalization":
+            layer.update(module="keras.layers", registered_name=None)
+    clone = keras.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def build_variant(name, kwargs, args, reference=None):
     kwargs = dict(kwargs)
     if kwargs.pop("plain_l2", False):
         return with_plain_l2(reference)
+    if kwargs.pop("keras_batch_norm", False):
+        return with_keras_batch_norm(reference)
     return common.build(name, args.num_classes, args.image_size, **kwargs)
 
 

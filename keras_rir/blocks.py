@@ -16,6 +16,7 @@ import keras
 
 from keras_rir._validation import check_choice, check_positive_int, get_initializer
 from keras_rir.layers import DualStreamConv2D, GeneralizedResidualConv2D, IdentityShortcut
+from keras_rir.normalization import BatchNormalization
 
 __all__ = ["SHORTCUTS", "IMPLEMENTATIONS", "conv_layer", "conv_unit", "residual_block"]
 
@@ -87,6 +88,9 @@ def conv_layer(
 def conv_unit(x, filters, name, activation=True, **conv_kwargs):
     """Convolution, batch normalization and (optionally) ReLU: sigma of Equation 1.
 
+    The batch normalization is `keras_rir.normalization.BatchNormalization`
+    (Keras' layer on the backend's fused kernel), momentum 0.9, epsilon 1e-5.
+
     Args:
         x: input tensor.
         filters: output channels.
@@ -101,7 +105,7 @@ def conv_unit(x, filters, name, activation=True, **conv_kwargs):
     >>> y = keras_rir.blocks.conv_unit(keras.Input((32, 32, 16)), 16, "unit")
     """
     x = conv_layer(filters, f"{name}_conv", **conv_kwargs)(x)
-    x = keras.layers.BatchNormalization(
+    x = BatchNormalization(
         momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON, name=f"{name}_bn"
     )(x)
     if activation:
