@@ -43,6 +43,54 @@ def check_positive_int(argument, value):
     return int(value)
 
 
+def check_non_negative_int(argument, value):
+    """Returns `value` as an int if it is an integer >= 0 (a seed, a count that may be 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise invalid_value(argument, value, "an integer >= 0")
+    return int(value)
+
+
+def check_positive_float(argument, value):
+    """Returns `value` as a float if it is a finite real number > 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not 0 < value < float("inf")
+    ):
+        raise invalid_value(argument, value, "a finite float > 0")
+    return float(value)
+
+
+def invalid_type(argument, value, expected):
+    """Returns the library's `TypeError` for an argument of the wrong type.
+
+    Args:
+        argument: name of the argument, as the user typed it.
+        value: the value received.
+        expected: what is accepted, as a phrase ("a keras_rir.data.CifarData").
+
+    Returns:
+        A `TypeError` whose message names the argument, what is accepted, the
+        value received and its type.
+    """
+    return TypeError(
+        f"Invalid type for argument `{argument}`. Expected {expected}. "
+        f"Received: {argument}={_short_repr(value)} of type {type(value).__name__}"
+    )
+
+
+def check_type(argument, value, types, expected):
+    """Returns `value` if it is an instance of `types`, else raises `invalid_type`."""
+    if not isinstance(value, types):
+        raise invalid_type(argument, value, expected)
+    return value
+
+
+def _short_repr(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_non_negative(argument, value):
     """Returns `value` as a float if it is a real number >= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:

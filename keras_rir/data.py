@@ -18,7 +18,13 @@ import tarfile
 
 import numpy as np
 
-from keras_rir._validation import check_choice, check_positive_int, invalid_value
+from keras_rir._validation import (
+    check_choice,
+    check_non_negative_int,
+    check_positive_int,
+    check_type,
+    invalid_value,
+)
 
 __all__ = [
     "CifarData",
@@ -238,8 +244,9 @@ def holdout(data, num_validation, seed=0):
         data: a `CifarData`.
         num_validation: number of training examples to hold out; at least one
             training example must remain.
-        seed: seed of the NumPy generator that picks them; the split is a
-            function of `seed` and the number of training examples only.
+        seed: seed of the NumPy generator that picks them, an integer >= 0;
+            the split is a function of `seed` and the number of training
+            examples only.
 
     Returns:
         `(reduced_data, (x_val, y_val))`: a `CifarData` with the remaining
@@ -250,8 +257,10 @@ def holdout(data, num_validation, seed=0):
     >>> len(train.y_train), len(y_val)
     (45000, 5000)
     """
+    check_type("data", data, CifarData, "a keras_rir.data.CifarData (from `load_cifar`)")
     num_train = len(data.y_train)
     num_validation = check_positive_int("num_validation", num_validation)
+    seed = check_non_negative_int("seed", seed)
     if num_validation >= num_train:
         raise invalid_value(
             "num_validation",
@@ -433,15 +442,21 @@ def _read_records(layout, source, filename, count, label_mode):
             f"({records.size:,} bytes read, {count * layout.record_bytes:,} expected).",
         )
     records = records.reshape(count, layout.record_bytes)
+    # Every label byte is checked, whichever label mode was asked for: a byte out of range
+    # means the file is not the dataset (or is damaged), even if that byte would go unused.
     for mode, index in layout.label_index.items():
         num_classes = len(layout.label_files[mode][1])
-        largest = int(records[:, index].max())
-        if largest >= num_classes:
+        bad = np.flatnonzero(records[:, index] >= num_classes)
+        if bad.size:
+            record = int(bad[0])
             raise _unavailable(
                 layout,
-                f"{layout.title} file {source.describe(filename)} has a {mode} label "
-                f"{largest} >= {num_classes}: it is not in the {layout.title} binary format "
-                f"({layout.record_bytes:,}-byte records).",
+                f"{layout.title} file {source.describe(filename)}, record {record:,} (0-based, "
+                f"at byte {record * layout.record_bytes:,}), has a {mode} label "
+                f"{int(records[record, index])} >= {num_classes} ({bad.size:,} such "
+                f"record{'s' if bad.size > 1 else ''} in the file): it is damaged or not in "
+                f"the {layout.title} binary format ({layout.record_bytes:,}-byte records, "
+                f"{mode} labels 0-{num_classes - 1}).",
             )
     labels = records[:, layout.label_index[label_mode]].astype(np.int32)
     images = records[:, layout.label_bytes :].reshape(count, 3, 32, 32).transpose(0, 2, 3, 1)

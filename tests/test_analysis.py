@@ -5,6 +5,7 @@ import pytest
 from keras_rir.analysis import ablated_kernel, plot_stream_ablation, stream_ablation
 from keras_rir.initializers import partial_identity
 from keras_rir.layers import DualStreamConv2D, GeneralizedResidualConv2D, GeneralizedResidualDense
+from tests import plots
 
 
 def numpy(x):
@@ -164,9 +165,10 @@ def test_plot(tmp_path):
         | {"baseline_accuracy": 0.9}
         for i, s, a in [(1, "residual", 0.5), (1, "transient", 0.8), (2, "residual", 0.7)]
     ]
-    path = plot_stream_ablation(rows, str(tmp_path / "ablation.png"))
-    with open(path, "rb") as file:
-        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    pixels = plots.read_png(plot_stream_ablation(rows, str(tmp_path / "ablation.png")))
+    changed = [{**row, "accuracy": 1.0 - row["accuracy"]} for row in rows]
+    other = plots.read_png(plot_stream_ablation(changed, str(tmp_path / "changed.png")))
+    plots.assert_depends_on_data(pixels, other)
 
 
 def test_bad_input():

@@ -2,13 +2,22 @@
 
 import json
 import math
+import statistics
 
 import keras
 import numpy as np
 import pytest
 
 import keras_rir
-from benchmarks import common, overhead, run_all, train_step
+from benchmarks import (
+    common,
+    gap_attribution,
+    input_pipeline,
+    overhead,
+    run_all,
+    torch_reference,
+    train_step,
+)
 from keras_rir.flops import multiply_adds
 from keras_rir.layers import GeneralizedResidualConv2D
 from keras_rir.regularizers import PartialIdentityDecay
@@ -32,8 +41,12 @@ def test_train_step_runs_and_records(tmp_path):
     (result,) = data["results"]
     assert result["images_per_s"] == pytest.approx(results[0]["images_per_s"])
     assert result["model"] == "cnn32" and result["batch_size"] == 2
-    assert len(result["window_s"]) == 2
-    assert result["images_per_s_min"] <= result["images_per_s"] <= result["images_per_s_max"]
+    # Throughput from the recorded windows: batch 2 x 1 step per window over its duration.
+    windows = result["window_s"]
+    assert len(windows) == 2 and all(seconds > 0 for seconds in windows)
+    assert result["images_per_s"] == pytest.approx(statistics.median(2 / w for w in windows))
+    assert result["images_per_s_min"] == pytest.approx(2 / max(windows))
+    assert result["images_per_s_max"] == pytest.approx(2 / min(windows))
     model = keras_rir.models.cnn32(input_shape=(8, 8, 3))
     assert result["multiply_adds_per_image"] == multiply_adds(model)
     assert result["achieved_gflops"] == pytest.approx(
@@ -47,9 +60,8 @@ def test_overhead_runs_a_pair(tmp_path):
     ratios = overhead.main(["--pairs", "decay/l2", "--batch-size", "2", "--json", str(path), *TINY])
     (result,) = load(path)["results"]
     assert ratios == {"decay/l2": pytest.approx(result["ratio"])}
-    assert result["goal"] == 1.01
-    assert result["ratio_min"] <= result["ratio"] <= result["ratio_max"]
-    assert result["multiply_adds_a"] == result["multiply_adds_b"]
+    # The same network with two regularizers: the same arithmetic.
+    assert result["multiply_adds_a"] == result["multiply_adds_b"] > 0
 
 
 def test_with_plain_l2_changes_only_the_regularizer():
@@ -75,7 +87,6 @@ def test_with_plain_l2_changes_only_the_regularizer():
 
 @pytest.mark.parametrize("name", ["cnn32", "resnet32", "resnet_init32", "rir32", "wide_rir18"])
 def test_torch_reference_matches_parameter_counts(name):
-    torch_reference = pytest.importorskip("benchmarks.torch_reference")
     keras_model = keras_rir.models.get(name, num_classes=100, input_shape=(8, 8, 3))
     assert common.trainable_parameters(keras_model) == torch_reference.parameter_count(
         torch_reference.Table7Net(name, num_classes=100)
@@ -84,7 +95,6 @@ def test_torch_reference_matches_parameter_counts(name):
 
 @pytest.mark.slow
 def test_torch_reference_runs(tmp_path):
-    torch_reference = pytest.importorskip("benchmarks.torch_reference")
     path = tmp_path / "reference.json"
     speedups = torch_reference.main(
         ["--models", "rir32", "--batch-size", "2", "--json", str(path), *TINY]
@@ -95,8 +105,7 @@ def test_torch_reference_runs(tmp_path):
 
 
 def test_torch_reference_generalized_init_is_partial_identity():
-    torch_reference = pytest.importorskip("benchmarks.torch_reference")
-    torch = pytest.importorskip("torch")
+    torch = torch_reference.torch
     torch.manual_seed(0)
     plain = torch_reference.conv_bn(8, 8, 1, generalized=False)[0].weight.detach().numpy()
     torch.manual_seed(0)
@@ -133,10 +142,23 @@ def test_run_all_drives_a_subprocess_per_backend(tmp_path, capsys):
     assert "| cnn32 | 2 | " + backend in capsys.readouterr().out
 
 
-def test_cpu_peak_estimate_is_positive():
+@pytest.mark.parametrize(
+    "fields, cores, expected",
+    [
+        # 4 cores x 3.0 GHz x (2 FMA units x 16 float32 lanes x 2 FLOPs) with AVX-512.
+        ({"CPU max MHz": "3000.0000", "Flags": "fpu sse avx avx2 fma avx512f"}, 4, 768.0),
+        # 2 cores x (BogoMIPS 4400 / 2 = 2.2 GHz) x (2 x 8 lanes x 2) with AVX2 and FMA.
+        ({"BogoMIPS": "4400.00", "Flags": "fpu sse avx avx2 fma"}, 2, 140.8),
+        # 1 core x 2.0 GHz x 8 without AVX2 + FMA (AVX2 alone is not enough).
+        ({"CPU max MHz": "2000", "Flags": "fpu sse avx avx2"}, 1, 16.0),
+    ],
+)
+def test_cpu_peak_estimate_from_lscpu_fields(monkeypatch, fields, cores, expected):
+    monkeypatch.setattr(common, "_lscpu", lambda: {**fields, "Model name": "test CPU"})
+    monkeypatch.setattr(common.os, "cpu_count", lambda: cores)
     peak = common.cpu_peak_gflops()
-    assert peak["flops_per_cycle"] in (8, 32, 64)
-    assert peak["gflops"] == pytest.approx(peak["cores"] * peak["ghz"] * peak["flops_per_cycle"])
+    assert peak["gflops"] == pytest.approx(expected)
+    assert (peak["cores"], peak["model"]) == (cores, "test CPU")
 
 
 def test_paired_ratio_and_throughput_formulas():
@@ -167,7 +189,6 @@ def test_overhead_goal_status_needs_the_interval_on_one_side():
 
 @pytest.mark.parametrize("model_name", ["cnn32", "wide_cnn18"])
 def test_gap_attribution_variants_match_the_reference(model_name):
-    gap_attribution = pytest.importorskip("benchmarks.gap_attribution")
     model = keras_rir.models.get(model_name, input_shape=(8, 8, 3))
     images = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
     expected = keras.ops.convert_to_numpy(model(images))
@@ -192,7 +213,6 @@ def test_gap_attribution_variants_match_the_reference(model_name):
 
 
 def test_gap_attribution_runs(tmp_path):
-    gap_attribution = pytest.importorskip("benchmarks.gap_attribution")
     path = tmp_path / "gap.json"
     ratios = gap_attribution.main(["--batch-size", "2", "--json", str(path), *TINY])
     (result,) = load(path)["results"]
@@ -205,9 +225,6 @@ def test_gap_attribution_runs(tmp_path):
 
 
 def test_input_pipeline_runs(tmp_path):
-    pytest.importorskip("keras_rir.preprocessing")
-    from benchmarks import input_pipeline
-
     path = tmp_path / "input.json"
     ratio = input_pipeline.main(
         ["--model", "cnn32", "--batch-size", "2", "--json", str(path), *TINY]

@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import textwrap
 import types
 
@@ -206,6 +207,85 @@ def test_label_out_of_range(tmp_path):
     assert path in str(info.value)
 
 
+def damage_label(path, record, label_byte, value, record_bytes):
+    """Writes `value` into label byte `label_byte` of record `record` of a binary file."""
+    with open(path, "rb+") as file:
+        file.seek(record * record_bytes + label_byte)
+        file.write(bytes([value]))
+
+
+# (dataset, label mode asked for, damaged byte: 0 = CIFAR-10 label / CIFAR-100 coarse,
+# 1 = CIFAR-100 fine, the value written, the name of that label in the message).
+LABEL_DAMAGE = [
+    ("cifar10", "fine", 0, 10, "fine"),
+    ("cifar10", "fine", 0, 255, "fine"),
+    ("cifar100", "fine", 1, 100, "fine"),
+    ("cifar100", "fine", 0, 20, "coarse"),  # the byte that fine mode does not use
+    ("cifar100", "coarse", 0, 20, "coarse"),
+    ("cifar100", "coarse", 1, 100, "fine"),  # the byte that coarse mode does not use
+]
+
+
+@pytest.mark.parametrize("name, label_mode, label_byte, value, kind", LABEL_DAMAGE)
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_every_label_byte_is_range_checked(
+    tmp_path, name, label_mode, label_byte, value, kind, split
+):
+    """One label one past the last class (or 255) in record 3: rejected, naming file and record."""
+    write = write_cifar10 if name == "cifar10" else write_cifar100
+    generated = write(tmp_path, num_train=20, num_test=10)
+    record_bytes = 3073 if name == "cifar10" else 3074
+    filename = {
+        ("cifar10", "train"): "data_batch_2.bin",
+        ("cifar10", "test"): "test_batch.bin",
+        ("cifar100", "train"): "train.bin",
+        ("cifar100", "test"): "test.bin",
+    }[name, split]
+    path = os.path.join(generated.files_dir, filename)
+    damage_label(path, 3, label_byte, value, record_bytes)
+    with pytest.raises(ValueError) as info:
+        load_cifar(name, data_dir=generated.data_dir, label_mode=label_mode)
+    assert isinstance(info.value, DatasetUnavailableError)
+    message = str(info.value)
+    assert path in message
+    assert f"record 3 (0-based, at byte {3 * record_bytes:,})" in message
+    num_classes = 20 if kind == "coarse" else {"cifar10": 10, "cifar100": 100}[name]
+    assert f"{kind} label {value} >= {num_classes}" in message
+
+
+def test_label_out_of_range_in_an_archive_names_the_member_and_record(tmp_path):
+    files = write_cifar100(tmp_path / "files", num_train=6, num_test=4)
+    damage_label(os.path.join(files.files_dir, "train.bin"), 5, 1, 100, 3074)
+    archive = tmp_path / "cifar-100-binary.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(files.files_dir, arcname="cifar-100-binary")
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_cifar("cifar100", data_dir=archive, label_mode="coarse")
+    message = str(info.value)
+    assert f"{archive}:cifar-100-binary/train.bin, record 5 (0-based" in message
+    assert "fine label 100 >= 100" in message
+
+
+@pytest.mark.parametrize(
+    "name, label_mode", [("cifar10", "fine"), ("cifar100", "fine"), ("cifar100", "coarse")]
+)
+def test_the_last_class_of_every_label_byte_is_accepted(tmp_path, name, label_mode):
+    """Labels 9 (CIFAR-10), coarse 19 and fine 99 (CIFAR-100) are valid: no off-by-one."""
+    write = write_cifar10 if name == "cifar10" else write_cifar100
+    generated = write(tmp_path, num_train=10, num_test=5)
+    if name == "cifar10":
+        largest = {0: 9}
+        path, record_bytes = os.path.join(generated.files_dir, "data_batch_1.bin"), 3073
+    else:
+        largest = {0: 19, 1: 99}
+        path, record_bytes = os.path.join(generated.files_dir, "train.bin"), 3074
+    for label_byte, value in largest.items():
+        damage_label(path, 0, label_byte, value, record_bytes)
+    data = load_cifar(name, data_dir=generated.data_dir, label_mode=label_mode)
+    label_byte = 1 if (name, label_mode) == ("cifar100", "fine") else 0
+    assert data.y_train[0] == largest[label_byte] == data.num_classes - 1
+
+
 def test_unequal_training_batches(tmp_path):
     generated = write_cifar10(tmp_path, num_train=20)
     path = os.path.join(generated.files_dir, "data_batch_5.bin")
@@ -362,6 +442,22 @@ def test_holdout_rejects_bad_sizes(tmp_path, num_validation):
     data = load_cifar(data_dir=write_cifar10(tmp_path, num_train=40).data_dir)
     with pytest.raises(ValueError, match="Invalid value for argument `num_validation`"):
         holdout(data, num_validation)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", None, True, np.random.default_rng(0)])
+def test_holdout_rejects_bad_seeds(tmp_path, seed):
+    """The split must be a function of the seed: no None (fresh entropy), no generators."""
+    data = load_cifar(data_dir=write_cifar10(tmp_path, num_train=40).data_dir)
+    with pytest.raises(ValueError, match="Invalid value for argument `seed`") as info:
+        holdout(data, 10, seed=seed)
+    assert "Expected an integer >= 0" in str(info.value)
+
+
+def test_holdout_rejects_data_that_is_not_cifar_data(tmp_path):
+    data = load_cifar(data_dir=write_cifar10(tmp_path, num_train=40).data_dir)
+    with pytest.raises(TypeError, match="Invalid type for argument `data`") as info:
+        holdout((data.x_train, data.y_train), 10)
+    assert "keras_rir.data.CifarData" in str(info.value) and "of type tuple" in str(info.value)
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from keras_rir import experiments, models
+from tests import plots
 from tests.cifar_archives import write_cifar10
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,9 +199,10 @@ def test_plot_depth(tmp_path):
     summaries = {
         row.run.run_id: {"test_accuracy": 0.9} for row in table.rows if row.run.model_name == "rir"
     }
-    path = experiments.plot_depth(table, summaries, str(tmp_path / "depth.png"))
-    with open(path, "rb") as file:
-        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    pixels = plots.read_png(experiments.plot_depth(table, summaries, str(tmp_path / "depth.png")))
+    lower = {run_id: {"test_accuracy": 0.5} for run_id in summaries}
+    other = plots.read_png(experiments.plot_depth(table, lower, str(tmp_path / "lower.png")))
+    plots.assert_depends_on_data(pixels, other)
 
 
 def test_script_defaults_are_the_paper():

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import pytest
 
+from tests import holding
 from tests.cifar_archives import write_cifar10
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,21 +72,15 @@ def test_missing_dataset_process_exits_2_without_traceback(tmp_path):
     assert "--data-dir" in process.stderr and "Traceback" not in process.stderr
 
 
-def read_metadata(path):
-    try:
-        with open(path) as file:
-            return json.load(file)
-    except (OSError, ValueError):
-        return None
-
-
 @pytest.mark.slow
 def test_killed_run_resumes_after_the_last_finished_epoch(tmp_path):
-    """SIGKILL during epoch 2 or later, run again: it resumes, every epoch is logged once.
+    """SIGKILL after epoch 2 of 4 is backed up, run again: it resumes at epoch 3 and every
+    epoch is logged once.
 
-    On JAX and torch the runs also have TensorFlow hidden (`import tensorflow`
-    fails), the setting of GPU machines without TensorFlow: the local data
-    path, training, saving and reporting must not need it.
+    The first run holds (`tests.holding`) after the backup of epoch 2, so the kill lands
+    there and nowhere else. On JAX and torch the runs also have TensorFlow hidden (`import
+    tensorflow` fails), the setting of GPU machines without TensorFlow: the local data path,
+    training, saving and reporting must not need it.
     """
     generated = write_cifar10(str(tmp_path), num_train=400, num_test=40, archive=True)
     output_dir = tmp_path / "run"
@@ -97,6 +91,8 @@ def test_killed_run_resumes_after_the_last_finished_epoch(tmp_path):
         (hidden / "__init__.py").write_text("raise ImportError('TensorFlow is hidden')\n")
         python_path.insert(0, str(hidden.parent))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path), "CUDA_VISIBLE_DEVICES": ""}
+    marker = tmp_path / "held"
+    held_env = holding.environment(tmp_path / "hook", holding.epoch_end(1), marker, env)
     command = [
         sys.executable,
         SCRIPT,
@@ -106,29 +102,28 @@ def test_killed_run_resumes_after_the_last_finished_epoch(tmp_path):
     ]
     metadata_path = output_dir / "backup" / "training_metadata.json"
     with open(tmp_path / "first.log", "w") as log:
-        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=log)
+        process = subprocess.Popen(command, cwd=tmp_path, env=held_env, stdout=log, stderr=log)
         try:
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline and process.poll() is None:
-                metadata = read_metadata(metadata_path)
-                if metadata and metadata["epoch"] >= 1:  # Epoch 1 is backed up.
-                    break
-                time.sleep(0.05)
+            assert holding.wait_for_marker(marker, [process]) == "1"
             process.send_signal(signal.SIGKILL)
+            process.wait()
         finally:
             process.kill()
             process.wait()
     first_log = (tmp_path / "first.log").read_text()
     assert process.returncode == -signal.SIGKILL, first_log[-3000:]
-    backed_up = read_metadata(metadata_path)["epoch"]
-    assert 1 <= backed_up < 4, first_log[-3000:]
+    with open(metadata_path) as file:
+        backed_up = json.load(file)["epoch"]
+    assert backed_up == 2, first_log[-3000:]  # epochs 0 and 1 done: resume at epoch 2
+    with open(output_dir / "log.csv") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["0", "1"]
 
     second = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
     )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert f"Epoch {backed_up + 1}/4" in second.stdout
-    assert "Epoch 1/4" not in second.stdout
+    assert "Epoch 3/4" in second.stdout
+    assert "Epoch 1/4" not in second.stdout and "Epoch 2/4" not in second.stdout
     with open(output_dir / "results.json") as file:
         results = json.load(file)
     assert results["resumed_from_epoch"] == backed_up

@@ -11,6 +11,7 @@ import pytest
 import keras_rir
 from keras_rir import data as data_lib
 from keras_rir import reporting, training
+from tests import plots
 
 TINY_RIR = {"num_blocks": 3, "layers_per_block": 1, "stage_filters": (4, 8, 8)}
 
@@ -180,8 +181,13 @@ def test_resumable_csv_logger_replaces_stale_rows(tmp_path):
 def test_plot_curves_and_results(tmp_path):
     history = {"epoch": [0, 1], "loss": [2.0, 1.0], "val_loss": [2.5, 1.5], "accuracy": [0.1, 0.5]}
     path = reporting.plot_curves(history, str(tmp_path / "curves.png"), title="t")
-    with open(path, "rb") as file:
-        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    pixels = plots.read_png(path)
+    # Training curves in the first colour of matplotlib's cycle, validation in the second.
+    assert plots.colour_pixels(pixels, "C0") > 50 and plots.colour_pixels(pixels, "C1") > 50
+    train_only = {key: value for key, value in history.items() if not key.startswith("val_")}
+    other = plots.read_png(reporting.plot_curves(train_only, str(tmp_path / "train.png")))
+    assert plots.colour_pixels(other, "C0") > 50 and plots.colour_pixels(other, "C1") == 0
+    plots.assert_depends_on_data(pixels, other)
     results = {"a": np.float32(0.5), "b": (1, 2), "c": float("nan"), "d": np.arange(2)}
     reporting.write_results(results, str(tmp_path / "results.json"))
     with open(tmp_path / "results.json") as file:
@@ -244,8 +250,8 @@ def test_train_one_epoch(tmp_path):
     assert hyperparameters["optimizer"] == "sgd" and hyperparameters["momentum"] == 0.9
     assert hyperparameters["learning_rate_boundaries"] == [1, 1]
     assert saved["environment"]["backend"] == keras.backend.backend()
-    with open(os.path.join(output_dir, "curves.png"), "rb") as file:
-        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    pixels = plots.read_png(os.path.join(output_dir, "curves.png"))
+    assert plots.colour_pixels(pixels, "C0") > 0 and plots.colour_pixels(pixels, "C1") > 0
 
     # The saved model loads without custom_objects, takes uint8 images and
     # reproduces the reported test accuracy.
@@ -277,3 +283,123 @@ def test_train_rejects_bad_arguments(tmp_path, kwargs, argument):
     arguments = {"model_name": "cnn32", "data": tiny_data(), "output_dir": str(tmp_path)}
     with pytest.raises(ValueError, match=f"Invalid value for argument `{argument}`"):
         training.train(**{**arguments, **kwargs})
+
+
+def test_train_logs_the_papers_schedule_scaled_to_the_run(tmp_path):
+    """Five epochs: x0.1 from the scaled epochs round(42 / 82 * 5) = 3 and round(62 / 82 * 5) = 4.
+
+    A run that kept the 82-epoch boundaries would never decay; the logged rate is the
+    optimizer's own, read back from `log.csv` and the returned history.
+    """
+    data = tiny_data(num_train=16, num_test=8)
+    output_dir = tmp_path / "run"
+    results = training.train(
+        "rir",
+        data,
+        str(output_dir),
+        epochs=5,
+        batch_size=16,
+        learning_rate=0.2,
+        model_kwargs=TINY_RIR,
+        augment=False,
+        verbose=0,
+    )
+    expected = paper_learning_rate(np.arange(5), 5, 0.2)
+    np.testing.assert_allclose(expected, [0.2, 0.2, 0.2, 0.02, 0.002])  # the formula itself
+    with open(output_dir / "log.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose([float(row["learning_rate"]) for row in rows], expected, rtol=1e-6)
+    np.testing.assert_allclose(results["history"]["learning_rate"], expected, rtol=1e-6)
+    assert tuple(results["hyperparameters"]["learning_rate_boundaries"]) == (3, 4)
+
+
+@pytest.mark.parametrize(
+    "data, argument, error",
+    [
+        ((np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.int32)), "data", TypeError),
+        ({"x_train": np.zeros((4, 32, 32, 3), np.uint8)}, "data", TypeError),
+        ("cifar10", "data", TypeError),
+    ],
+)
+def test_train_rejects_data_of_the_wrong_type(tmp_path, data, argument, error):
+    with pytest.raises(error, match=f"Invalid type for argument `{argument}`") as info:
+        training.train("cnn32", data, str(tmp_path))
+    assert "keras_rir.data.CifarData" in str(info.value)
+    assert f"of type {type(data).__name__}" in str(info.value)
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "validation_data, error",
+    [
+        (np.zeros((4, 32, 32, 3), np.uint8), TypeError),
+        ((np.zeros((4, 32, 32, 3), np.uint8),), TypeError),
+        ((np.zeros((4, 16, 16, 3), np.uint8), np.zeros(4, np.int32)), ValueError),
+        ((np.zeros((4, 32, 32, 3), np.uint8), np.zeros(3, np.int32)), ValueError),
+        ((np.zeros((4, 32, 32, 3), np.uint8), np.zeros((4, 1), np.int32)), ValueError),
+    ],
+)
+def test_train_rejects_bad_validation_data(tmp_path, validation_data, error):
+    with pytest.raises(error, match="for argument `validation_data`") as info:
+        training.train("cnn32", tiny_data(), str(tmp_path), validation_data=validation_data)
+    assert "a pair (x, y) of arrays: x of shape (N, 32, 32, 3)" in str(info.value)
+    assert not os.listdir(tmp_path)
+
+
+# Arguments of the recipe and the schedule.
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": -82}, "epochs"),
+        ({"epochs": 8.5}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"learning_rate": -0.1}, "learning_rate"),
+        ({"learning_rate": float("inf")}, "learning_rate"),
+        ({"optimizer": "adamw"}, "optimizer"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"l2": -1e-4}, "l2"),
+        ({"decay_epochs": (62, 42)}, "decay_epochs"),
+        ({"decay_epochs": (-1, 62)}, "decay_epochs"),
+        ({"decay_epochs": (42, 90)}, "decay_epochs"),
+        ({"decay_epochs": 42}, "decay_epochs"),
+        ({"decay_factor": 0.0}, "decay_factor"),
+        ({"decay_factor": 10.0}, "decay_factor"),
+        ({"kernel_initializer": "msr"}, "kernel_initializer"),
+    ],
+)
+def test_recipe_rejects_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"Invalid value for argument `{argument}`") as info:
+        training.Recipe(**kwargs)
+    assert f"Received: {argument}={next(iter(kwargs.values()))!r}" in str(info.value)
+
+
+def test_recipe_accepts_a_shorter_run_and_keeps_tuples():
+    recipe = training.Recipe(epochs=10, batch_size=128, decay_epochs=[5, 8], learning_rate=0.1)
+    assert recipe.decay_epochs == (5, 8)
+    assert training.learning_rate_boundaries(20, recipe) == (10, 16)
+
+
+@pytest.mark.parametrize(
+    "args, argument",
+    [
+        ((0.0, (42, 62)), "initial_learning_rate"),
+        ((-0.1, (42, 62)), "initial_learning_rate"),
+        (("0.1", (42, 62)), "initial_learning_rate"),
+        ((0.1, (62, 42)), "boundaries"),
+        ((0.1, (-1,)), "boundaries"),
+        ((0.1, (2.5,)), "boundaries"),
+        ((0.1, 42), "boundaries"),
+        ((0.1, (42, 62), 0.0), "decay_factor"),
+        ((0.1, (42, 62), -0.1), "decay_factor"),
+        ((0.1, (42, 62), 2.0), "decay_factor"),
+    ],
+)
+def test_step_schedule_rejects_bad_arguments(args, argument):
+    with pytest.raises(ValueError, match=f"Invalid value for argument `{argument}`"):
+        training.StepSchedule(*args)

@@ -13,6 +13,7 @@ import pytest
 from keras_rir import tuning
 from keras_rir.layers import GeneralizedResidualConv2D, IdentityShortcut
 from keras_rir.regularizers import PartialIdentityDecay
+from tests import plots
 
 TINY = {"num_blocks": 3, "layers_per_block": 1, "stage_filters": (4, 8, 8)}
 SHAPE = (8, 8, 3)
@@ -313,9 +314,11 @@ def test_search_writes_results_and_evaluates_the_best_model(tmp_path):
     assert all(row["status"] == "COMPLETED" for row in read)
     assert all(float(row["wall_time"]) > 0 for row in read)
 
-    plot = tuning.plot_trials(rows, tmp_path / "trials.png")
-    with open(plot, "rb") as file:
-        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    plot = plots.read_png(tuning.plot_trials(rows, tmp_path / "trials.png"))
+    changed = [{**row, "val_accuracy": 1.0 - row["val_accuracy"]} for row in rows]
+    plots.assert_depends_on_data(
+        plot, plots.read_png(tuning.plot_trials(changed, tmp_path / "b.png"))
+    )
 
     table = tuning.format_table(rows)
     assert len(table.splitlines()) == 4 and "val_accuracy" in table
@@ -331,3 +334,106 @@ def test_search_writes_results_and_evaluates_the_best_model(tmp_path):
         assert json.load(file)["best_trial"]["trial_id"] == best["best_trial"]["trial_id"]
     assert best["best_trial"]["val_accuracy"] == max(row["val_accuracy"] for row in rows)
     assert os.path.exists(tmp_path / "p" / f"trial_{best_trial.trial_id}")
+
+
+# The oracle's state repair on reload, from hand-edited state files. A process killed inside
+# `Oracle.end_trial` (after the trial file, before `oracle.json`) or inside `create_trial`
+# leaves files that disagree; the reloaded search must rerun nothing that finished and lose
+# nothing that started.
+
+GRID_2X2 = dict(
+    learning_rates=(0.1, 0.01),
+    l2=(1e-4,),
+    initializers=("he",),
+    optimizers=("sgd", "adam"),
+    shortcuts=("projection",),
+)
+
+
+def grid_tuner(tmp_path):
+    hypermodel = make_hypermodel(FakeFitHyperModel, **GRID_2X2)
+    return tuning.make_tuner(hypermodel, "grid", directory=tmp_path, project_name="p")
+
+
+def edit_json(path, edit):
+    with open(path) as file:
+        state = json.load(file)
+    edit(state)
+    with open(path, "w") as file:
+        json.dump(state, file)
+
+
+def trial_status(tmp_path, trial_id):
+    with open(tmp_path / "p" / f"trial_{trial_id}" / "trial.json") as file:
+        return json.load(file)["status"]
+
+
+def assert_whole_grid_once(tuner):
+    oracle = tuner.oracle
+    assert sorted(oracle.trials) == ["0000", "0001", "0002", "0003"]
+    assert all(trial.status == "COMPLETED" for trial in oracle.trials.values())
+    assert len(set(tried_values(tuner))) == 4
+    assert sorted(oracle.end_order) == sorted(oracle.trials) and not oracle.ongoing_trials
+
+
+def test_reload_keeps_a_finished_trial_still_listed_as_running(tmp_path):
+    x, y = small_data(4)
+    FakeFitHyperModel.calls, FakeFitHyperModel.interrupt_at = [], None
+    grid_tuner(tmp_path).search(x, y, validation_data=(x, y), verbose=0)
+    assert len(FakeFitHyperModel.calls) == 4 and trial_status(tmp_path, "0003") == "COMPLETED"
+    score = grid_tuner(tmp_path).oracle.trials["0003"].score
+
+    # Killed in end_trial of 0003 between the trial file and oracle.json: the trial file says
+    # COMPLETED, oracle.json still lists 0003 as running on tuner0 and not as ended.
+    def running_again(state):
+        assert state["ongoing_trials"] == {}
+        assert state["end_order"] == ["0000", "0001", "0002", "0003"]
+        state["ongoing_trials"] = {"tuner0": "0003"}
+        state["end_order"] = ["0000", "0001", "0002"]
+        del state["run_times"]["0003"]
+
+    edit_json(tmp_path / "p" / "oracle.json", running_again)
+
+    FakeFitHyperModel.calls = []
+    resumed = grid_tuner(tmp_path)
+    resumed.search(x, y, validation_data=(x, y), verbose=0)
+    assert FakeFitHyperModel.calls == []  # nothing rerun
+    assert_whole_grid_once(resumed)
+    assert resumed.oracle.trials["0003"].score == pytest.approx(score)  # nothing lost
+
+
+def test_reload_runs_a_started_trial_the_oracle_does_not_know(tmp_path):
+    x, y = small_data(4)
+    # The third trial starts (its trial file is written) and is interrupted.
+    FakeFitHyperModel.calls = []
+    FakeFitHyperModel.interrupt_at = {
+        "learning_rate": 0.01,
+        "l2": 1e-4,
+        "initializer": "he",
+        "optimizer": "sgd",
+        "shortcut": "projection",
+    }
+    with pytest.raises(KeyboardInterrupt):
+        grid_tuner(tmp_path).search(x, y, validation_data=(x, y), verbose=0)
+    assert len(FakeFitHyperModel.calls) == 2 and trial_status(tmp_path, "0002") == "RUNNING"
+
+    # Killed in create_trial of 0002 between the trial file and oracle.json: oracle.json
+    # knows nothing of 0002 (not running, not started, its values not tried).
+    def forget_0002(state):
+        assert state["ongoing_trials"] == {"tuner0": "0002"}
+        forgotten = state["id_to_hash"].pop("0002")
+        state["tried_so_far"].remove(forgotten)
+        state["ongoing_trials"] = {}
+        state["start_order"].remove("0002")
+
+    edit_json(tmp_path / "p" / "oracle.json", forget_0002)
+
+    FakeFitHyperModel.calls, FakeFitHyperModel.interrupt_at = [], None
+    resumed = grid_tuner(tmp_path)
+    resumed.search(x, y, validation_data=(x, y), verbose=0)
+    # The started trial runs once, under its own ID, then the last grid point; no fifth trial.
+    calls = [(call["learning_rate"], call["optimizer"]) for call in FakeFitHyperModel.calls]
+    assert calls == [(0.01, "sgd"), (0.01, "adam")]
+    values = resumed.oracle.trials["0002"].hyperparameters.values
+    assert (values["learning_rate"], values["optimizer"]) == (0.01, "sgd")
+    assert_whole_grid_once(resumed)

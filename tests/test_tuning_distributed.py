@@ -7,18 +7,17 @@ network, a 2 x 2 grid (learning rate x shortcut) and one epoch per trial.
 import csv
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
 from keras_rir import tuning
+from tests import holding
 from tests.cifar_archives import write_cifar10
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,19 +80,6 @@ def assert_whole_grid_once(project):
     assert 0.0 <= best["test_accuracy"] <= 1.0
 
 
-def wait_for(predicate, timeout, what, processes=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        for process in processes:
-            if process.poll() is not None:
-                raise AssertionError(f"a process exited ({process.returncode}) before {what}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def stop(process):
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
@@ -102,35 +88,23 @@ def stop(process):
 
 @pytest.mark.slow
 def test_search_resumes_after_sigkill(tmp_path, data_dir):
+    """Killed while trial 0001 runs (held there by `tests.holding`), run again: 0001 reruns."""
     command = search_command(data_dir, tmp_path / "out")
     project = tmp_path / "out" / "p"
-    lines = queue.Queue()
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environment(),
-        start_new_session=True,
-    )
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout])
-    reader.daemon = True
-    reader.start()
-    try:
-        seen = []
-
-        def started_second_trial():
-            while not lines.empty():
-                seen.append(lines.get())
-                if "trial 0001 started" in seen[-1]:
-                    return True
-            return False
-
-        wait_for(started_second_trial, TIMEOUT, "the second trial", [process])
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(30) == -signal.SIGKILL
-    finally:
-        stop(process)
+    marker = tmp_path / "held"
+    env = holding.environment(tmp_path / "hook", holding.trial_begin("0001"), marker, environment())
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            assert holding.wait_for_marker(marker, [process]) == "0001"
+            process.send_signal(signal.SIGKILL)
+            assert process.wait() == -signal.SIGKILL
+        finally:
+            stop(process)
+    first = (tmp_path / "first.log").read_text()
+    assert re.findall(r"trial (\d+) started", first) == ["0000", "0001"], first[-3000:]
 
     def status(trial_id):
         with open(project / f"trial_{trial_id}" / "trial.json") as file:
@@ -141,9 +115,7 @@ def test_search_resumes_after_sigkill(tmp_path, data_dir):
     assert status("0001") == "RUNNING"
     assert not (project / "trials.csv").exists()
 
-    resumed = subprocess.run(
-        command, capture_output=True, text=True, env=environment(), timeout=TIMEOUT
-    )
+    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     # The finished trial is not repeated; the interrupted one runs again, then the rest.
     assert re.findall(r"trial (\d+) started", resumed.stdout) == ["0001", "0002", "0003"]
@@ -160,16 +132,21 @@ def completed_and_started(log_dir):
 
 @pytest.mark.slow
 def test_distributed_search_runs_every_trial_once_despite_a_killed_worker(tmp_path, data_dir):
-    """`search.py --workers 2`: a chief and two workers on loopback; tuner0 is killed mid-trial."""
+    """`search.py --workers 2`: a chief and two workers on loopback; tuner0 is killed while it
+    runs its first trial (held there by `tests.holding`), and restarted by the launcher."""
     project = tmp_path / "out" / "p"
     log_dir = project / "logs"
+    marker = tmp_path / "held"
+    env = holding.environment(
+        tmp_path / "hook", holding.trial_begin(None, "tuner0"), marker, environment()
+    )
     command = search_command(data_dir, tmp_path / "out", "--workers=2", f"--timeout={TIMEOUT}")
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=environment(),
+        env=env,
         start_new_session=True,
     )
     output = []
@@ -177,15 +154,7 @@ def test_distributed_search_runs_every_trial_once_despite_a_killed_worker(tmp_pa
     reader.daemon = True
     reader.start()
     try:
-
-        def trial_started():
-            path = log_dir / "tuner0.log"
-            if path.exists():
-                match = re.search(r"trial (\d+) started", path.read_text())
-                return match and match.group(1)
-            return None
-
-        killed = wait_for(trial_started, TIMEOUT, "a trial on tuner0", [process])
+        killed = holding.wait_for_marker(marker, [process])
         os.kill(int((log_dir / "tuner0.pid").read_text()), signal.SIGKILL)
         process.wait(TIMEOUT + 60)
     finally:
@@ -257,9 +226,8 @@ def test_launcher_stops_a_worker_that_keeps_dying(tmp_path):
         """
     )
     launcher = tuning.Launcher([sys.executable, "-c", script], num_workers=1, max_restarts=2)
-    start = time.monotonic()
+    # The chief would sleep for 60 s: the launcher stops it when it gives up on the worker.
     assert launcher.start().wait(timeout=50) == -signal.SIGKILL
-    assert time.monotonic() - start < 50
     assert launcher.restarts == {"tuner0": 2}
     assert all(process.poll() is not None for process in launcher.processes.values())
 

@@ -5,13 +5,16 @@ Reference: arXiv:1603.08029, section 3.
 
 import dataclasses
 import numbers
+from collections.abc import Iterable
 
 import keras
 
 from keras_rir._validation import (
     check_choice,
     check_non_negative,
+    check_positive_float,
     check_positive_int,
+    get_initializer,
     invalid_value,
 )
 from keras_rir.training.optimizers import MomentumCorrectedSGD
@@ -68,14 +71,49 @@ class Recipe:
     decay_factor: float = 0.1
     kernel_initializer: str = "he_normal"
 
+    def __post_init__(self):
+        epochs = check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_float("learning_rate", self.learning_rate)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_momentum(self.momentum)
+        check_non_negative("l2", self.l2)
+        decay_epochs = _check_boundaries("decay_epochs", self.decay_epochs)
+        if any(epoch > epochs for epoch in decay_epochs):
+            raise invalid_value(
+                "decay_epochs", self.decay_epochs, f"epochs of the run, each <= epochs={epochs}"
+            )
+        _check_decay_factor(self.decay_factor)
+        get_initializer("kernel_initializer", self.kernel_initializer)
+        object.__setattr__(self, "decay_epochs", decay_epochs)
+
+
+def _check_momentum(momentum):
+    if not check_non_negative("momentum", momentum) < 1.0:
+        raise invalid_value("momentum", momentum, "a float in [0, 1)")
+    return float(momentum)
+
+
+def _check_decay_factor(decay_factor):
+    if not check_positive_float("decay_factor", decay_factor) <= 1.0:
+        raise invalid_value("decay_factor", decay_factor, "a float in (0, 1]")
+    return float(decay_factor)
+
+
+def _check_boundaries(argument, boundaries):
+    """Returns `boundaries` as a tuple of non-decreasing integers >= 0."""
+    if isinstance(boundaries, (str, bytes)) or not isinstance(boundaries, Iterable):
+        raise invalid_value(argument, boundaries, "a sequence of integer epochs >= 0")
+    values = tuple(boundaries)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise invalid_value(argument, boundaries, "a sequence of integer epochs >= 0")
+    if list(values) != sorted(values):
+        raise invalid_value(argument, boundaries, "epochs in non-decreasing order")
+    return tuple(int(value) for value in values)
+
 
 PAPER_RECIPE = Recipe()
-
-
-def _check_positive_float(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise invalid_value(argument, value, "a float > 0")
-    return float(value)
 
 
 def learning_rate_boundaries(epochs, recipe=PAPER_RECIPE):
@@ -115,9 +153,11 @@ class StepSchedule:
     """
 
     def __init__(self, initial_learning_rate, boundaries, decay_factor=0.1):
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.boundaries = tuple(boundaries)
-        self.decay_factor = float(decay_factor)
+        self.initial_learning_rate = check_positive_float(
+            "initial_learning_rate", initial_learning_rate
+        )
+        self.boundaries = _check_boundaries("boundaries", boundaries)
+        self.decay_factor = _check_decay_factor(decay_factor)
 
     def __call__(self, epoch, learning_rate=None):
         decays = sum(epoch >= boundary for boundary in self.boundaries)
@@ -151,7 +191,7 @@ def learning_rate_schedule(
 
     Reference: arXiv:1603.08029, section 3.
     """
-    _check_positive_float("initial_learning_rate", initial_learning_rate)
+    check_positive_float("initial_learning_rate", initial_learning_rate)
     return StepSchedule(
         initial_learning_rate, learning_rate_boundaries(epochs, recipe), recipe.decay_factor
     )
@@ -183,9 +223,8 @@ def make_optimizer(
     >>> optimizer = keras_rir.training.make_optimizer("nesterov", learning_rate=0.1)
     """
     check_choice("name", name, OPTIMIZERS)
-    learning_rate = _check_positive_float("learning_rate", learning_rate)
-    if not check_non_negative("momentum", momentum) < 1.0:
-        raise invalid_value("momentum", momentum, "a float in [0, 1)")
+    learning_rate = check_positive_float("learning_rate", learning_rate)
+    _check_momentum(momentum)
     if name in ("sgd", "nesterov"):
         return MomentumCorrectedSGD(
             learning_rate, momentum=momentum, nesterov=nesterov or name == "nesterov"

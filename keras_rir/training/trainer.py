@@ -1,7 +1,6 @@
 """`train`: the paper's recipe with `model.fit`, resumable, with results and plots."""
 
 import contextlib
-import numbers
 import os
 import random
 import statistics
@@ -16,7 +15,10 @@ from keras_rir import distribution, models, preprocessing, reporting
 from keras_rir._validation import (
     check_choice,
     check_non_negative,
+    check_non_negative_int,
     check_positive_int,
+    check_type,
+    invalid_type,
     invalid_value,
 )
 from keras_rir.training.callbacks import EpochTimer, make_callbacks
@@ -48,6 +50,26 @@ def _trim(x, y, multiple):
     """Drops the last `len(x) % multiple` examples."""
     end = len(x) - len(x) % multiple
     return x[:end], y[:end]
+
+
+def _check_validation_data(validation_data, data):
+    """Returns `validation_data` as two arrays: images shaped like the training images and one
+    label per image (e.g. the held-out arrays of `keras_rir.data.holdout`)."""
+    image_shape = ", ".join(str(size) for size in data.x_train.shape[1:])
+    expected = f"a pair (x, y) of arrays: x of shape (N, {image_shape}), y of shape (N,), N >= 1"
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise invalid_type("validation_data", validation_data, expected)
+    x_val, y_val = (np.asarray(array) for array in validation_data)
+    if (
+        x_val.shape[1:] != data.x_train.shape[1:]
+        or y_val.ndim != 1
+        or len(x_val) != len(y_val)
+        or not len(y_val)
+    ):
+        raise invalid_value(
+            "validation_data", f"(<array {x_val.shape}>, <array {y_val.shape}>)", expected
+        )
+    return x_val, y_val
 
 
 @contextlib.contextmanager
@@ -137,11 +159,13 @@ def train(
     Reference: arXiv:1603.08029, section 3.
     """
     check_choice("model_name", model_name, models.list_models())
+    check_type("data", data, data_lib.CifarData, "a keras_rir.data.CifarData (from `load_cifar`)")
+    if validation_data is not None:
+        validation_data = _check_validation_data(validation_data, data)
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
     l2 = check_non_negative("l2", l2)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise invalid_value("seed", seed, "an integer >= 0")
+    seed = check_non_negative_int("seed", seed)
     model_kwargs = dict(model_kwargs or {})
     for reserved in ("l2", "num_classes", "input_shape"):
         if reserved in model_kwargs:
