@@ -9,7 +9,8 @@ training-mode forward pass runs:
 
 - TensorFlow: the `FusedBatchNormV3` op (channels-last 4D inputs; float32,
   or bfloat16/float16 inputs with float32 scale and offset);
-- torch: `torch.nn.functional.batch_norm` (any rank >= 2, any channel axis);
+- torch: `torch.nn.functional.batch_norm` (any rank >= 2, any channel axis,
+  more than one value per channel);
 - JAX (and any other backend): one-pass float32 moments, `E[x^2] - E[x]^2`
   (clipped at 0), which XLA:CPU reads in one pass where Keras' `jnp.var`
   takes two. Measured on a shared, loaded 2-core AMD EPYC (jax 0.10.2):
@@ -29,6 +30,8 @@ does, `moving = moving * momentum + batch * (1 - momentum)` with the *biased*
 batch variance; the fused kernels' own running-variance updates use the
 unbiased one, so they are not used.
 """
+
+import math
 
 import keras
 from keras import ops
@@ -89,8 +92,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if keras.backend.standardize_dtype(inputs.dtype) not in _FUSED_DTYPES:
             return False
         rank = len(inputs.shape)
-        if keras.backend.backend() == "tensorflow":
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
             return rank == 4 and self.axis in (-1, 3)
+        if backend == "torch":  # F.batch_norm refuses one value per channel
+            return rank >= 2 and math.prod(inputs.shape) > inputs.shape[self.axis]
         return rank >= 2
 
 

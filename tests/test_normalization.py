@@ -305,3 +305,8 @@ def test_training_mode_skips_keras_code_only_where_fusable(monkeypatch):
     calls.clear()
     BatchNormalization(axis=1)(np.moveaxis(x, -1, 1), training=True)
     assert len(calls) == (keras.backend.backend() == "tensorflow")
+    calls.clear()
+    # One value per channel: Keras' answer (beta) where a fused kernel would refuse it.
+    outputs = BatchNormalization()(x[:1, 0, 0], training=True)
+    assert_close(outputs, np.zeros((1, 6)), 0.0, "one value per channel")
+    assert len(calls) == (keras.backend.backend() != "jax")
