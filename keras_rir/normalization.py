@@ -18,11 +18,12 @@ training-mode forward pass runs:
   11.4 / 3.5 / 1.5 ms against Keras' 18.4 / 5.6 / 3.1 ms at 32x32x16 /
   16x16x32 / 8x8x64 (a second run: 17.1 / 3.3 / 1.0 against 18.2 / 3.9 /
   1.2), while a custom VJP with the closed-form backward was slower (14.5 /
-  7.5 / 3.9 ms); the whole rir32 training step took 0.92x Keras' time
-  (interval 0.72-1.13, `python -m benchmarks.overhead --pairs
-  fused_bn/keras_bn`). One pass loses precision when a channel's mean is
-  large against its spread (relative error about float32's epsilon times
-  `(mean / std)^2`); Keras' torch backend computes its variance the same way.
+  7.5 / 3.9 ms). On the whole rir32 training step the difference is not
+  resolved: 0.92x and 0.99x Keras' time in two runs (intervals 0.72-1.13
+  and 0.91-1.38, `python -m benchmarks.overhead --pairs fused_bn/keras_bn`).
+  One pass loses precision when a channel's mean is large against its spread
+  (relative error about float32's epsilon times `(mean / std)^2`); Keras'
+  torch backend computes its variance the same way.
 
 Anything else (a mask, renorm, `synchronized`, float64, other layouts on
 TensorFlow) runs Keras' own code. The moving statistics are updated as Keras
