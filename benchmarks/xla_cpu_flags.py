@@ -7,8 +7,8 @@ that rotates from round to round, and each flag set's time is divided by the bas
 of the same round: the ratios of adjacent runs hold while the shared machine's load
 drifts. Reported: per flag set, the median speed-up over the baseline (with its 95%
 interval over the rounds where there are enough), the first step (compilation), and
-whether the loss of the first step matches the baseline's (a flag that changed the
-numerics visibly would show there).
+the loss of the second step from the same initial weights, which must match the baseline's up
+to rounding (a flag that changed the numerics visibly would show there).
 
 Usage (from the repository root):
     python -m benchmarks.xla_cpu_flags --model rir32 --rounds 3 --json runs/xla_flags.json
@@ -19,6 +19,8 @@ import os
 import statistics
 import subprocess
 import sys
+
+import keras
 
 from benchmarks import common
 
@@ -51,6 +53,7 @@ def parse_args(argv=None):
 def child(args):
     """Times the train step under this process's XLA_FLAGS; prints one JSON line."""
     common.set_precision(args.mixed_precision)
+    keras.utils.set_random_seed(args.seed)  # The same weights in every child.
     model = common.compile_for_training(common.build(args.model, args.num_classes), 0.1)
     images, labels = common.synthetic_batch(args.batch_size, args.num_classes, seed=args.seed)
     step = common.KerasStep(model, images, labels)
