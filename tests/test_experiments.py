@@ -1,6 +1,5 @@
 """Tests of keras_rir.experiments and the scripts of examples/ that use it."""
 
-import importlib.util
 import inspect
 import json
 import os
@@ -10,18 +9,9 @@ import pytest
 from keras_rir import experiments, models
 from tests import plots
 from tests.cifar_archives import write_cifar10
+from tests.example_scripts import load_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--epochs", "1", "--batch-size", "10", "--max-test-examples", "10", "--verbose", "0"]
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(REPO, "examples", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def all_specs(tables):

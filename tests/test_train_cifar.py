@@ -1,7 +1,6 @@
 """Tests of examples/train_cifar.py: flags, missing data, kill and resume without TensorFlow."""
 
 import csv
-import importlib.util
 import json
 import os
 import signal
@@ -11,7 +10,7 @@ import sys
 import keras
 import pytest
 
-from tests import holding
+from tests import example_scripts, holding
 from tests.cifar_archives import write_cifar10
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,10 +19,7 @@ TINY_RIR = '{"num_blocks": 3, "layers_per_block": 1, "stage_filters": [4, 8, 8]}
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("train_cifar", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return example_scripts.load_script("train_cifar")
 
 
 def test_defaults_are_the_paper():

@@ -1,24 +1,18 @@
 """examples/train_presets.py: parallel runs, each packed at its end; the deadline stops the rest."""
 
-import importlib.util
 import json
-import os
 import tarfile
 
 import pytest
 
+from tests import example_scripts
 from tests.cifar_archives import write_cifar10
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "examples", "train_presets.py")
 TINY = '{"num_blocks": 3, "layers_per_block": 1, "stage_filters": [4, 8, 8]}'
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("train_presets", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return example_scripts.load_script("train_presets")
 
 
 def _members(path):
