@@ -20,6 +20,7 @@ import numpy as np
 
 import keras_rir
 from keras_rir import data as data_lib
+from keras_rir import presets
 
 
 def parse_args(argv=None):
@@ -50,7 +51,7 @@ def evaluate(model_name, weights, data, batch_size=500):
     """
     model = keras_rir.models.get(model_name, weights=weights)
     images = data.x_test
-    if not model.name.endswith("_preprocessed"):  # A weights file: the network as built.
+    if (model_name, weights) not in presets.PRESETS:  # A weights file: the network as built.
         mean, std = data_lib.channel_stats(data.x_train)
         images = (images.astype("float32") - mean) / std
     probabilities = model.predict(images, batch_size=batch_size, verbose=0)

@@ -90,8 +90,8 @@ def main(argv=None):
             command = [sys.executable, TRAIN_SCRIPT, "--model", model, "--verbose", "2"]
             command += ["--data-dir", args.data_dir, "--output-dir", run_dir]
             command += ["--epochs", str(args.epochs), *train_args]
-            log = open(os.path.join(run_dir, "console.log"), "a")
-            running[model] = (subprocess.Popen(command, stdout=log, stderr=log), run_dir)
+            with open(os.path.join(run_dir, "console.log"), "a") as log:  # The child keeps it.
+                running[model] = (subprocess.Popen(command, stdout=log, stderr=log), run_dir)
             print(f"{time.monotonic() - start:6.0f} s: started {model}", flush=True)
         time.sleep(5)
         now = time.monotonic()
