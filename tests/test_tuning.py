@@ -48,6 +48,16 @@ def small_data(num=24, seed=0):
     return x, y
 
 
+# The values of the grid's third trial, where the interruption tests stop the search.
+THIRD_TRIAL = {
+    "learning_rate": 0.01,
+    "l2": 1e-4,
+    "initializer": "he",
+    "optimizer": "sgd",
+    "shortcut": "projection",
+}
+
+
 class FakeFitHyperModel(tuning.RiRHyperModel):
     """Builds the real model but replaces training by a score computed from the values."""
 
@@ -238,13 +248,7 @@ def _interrupted_then_resumed(tmp_path, oracle_factory):
         )
 
     FakeFitHyperModel.calls = []
-    FakeFitHyperModel.interrupt_at = {
-        "learning_rate": 0.01,
-        "l2": 1e-4,
-        "initializer": "he",
-        "optimizer": "sgd",
-        "shortcut": "projection",
-    }
+    FakeFitHyperModel.interrupt_at = THIRD_TRIAL
     with pytest.raises(KeyboardInterrupt):
         tuner().search(x, y, validation_data=(x, y), verbose=0)
     assert len(FakeFitHyperModel.calls) == 2
@@ -406,13 +410,7 @@ def test_reload_runs_a_started_trial_the_oracle_does_not_know(tmp_path):
     x, y = small_data(4)
     # The third trial starts (its trial file is written) and is interrupted.
     FakeFitHyperModel.calls = []
-    FakeFitHyperModel.interrupt_at = {
-        "learning_rate": 0.01,
-        "l2": 1e-4,
-        "initializer": "he",
-        "optimizer": "sgd",
-        "shortcut": "projection",
-    }
+    FakeFitHyperModel.interrupt_at = THIRD_TRIAL
     with pytest.raises(KeyboardInterrupt):
         grid_tuner(tmp_path).search(x, y, validation_data=(x, y), verbose=0)
     assert len(FakeFitHyperModel.calls) == 2 and trial_status(tmp_path, "0002") == "RUNNING"
