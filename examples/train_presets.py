@@ -2,7 +2,7 @@
 
 The trained-presets campaign on one machine: small networks leave a GPU mostly idle, so
 several share it (`--parallel`); on a CPU use `--parallel 1`. Each model runs
-`examples/train_cifar.py` in its own process, writing `<output-dir>/<model>/`. When a run
+`python -m keras_rir train` in its own process, writing `<output-dir>/<model>/`. When a run
 ends, its `results.json`, `log.csv`, `curves.png`, `model.keras` and console log are packed
 into `<pack-dir>/<model>.tar`. With `--deadline-seconds`, the campaign watches each run's
 epoch times: while a run is projected to end after the deadline, the last-listed run still
@@ -13,9 +13,9 @@ that the same command, elsewhere, continues it after unpacking.
 Usage (from the repository root, with `PYTHONPATH=.` or after `pip install -e .`):
 
     KERAS_BACKEND=jax python examples/train_presets.py --models rir32 resnet32 \\
-        --data-dir /path/to/cifar10 --parallel 2 --deadline-seconds 3000 -- --epochs 82
+        --data-dir /path/to/cifar10 --parallel 2 --deadline-seconds 3000 --epochs 82
 
-Arguments after `--` go to every `train_cifar.py` run.
+Arguments after `--` go to every `keras-rir train` run.
 """
 
 import argparse
@@ -28,7 +28,7 @@ import tarfile
 import time
 
 RUN_FILES = ("results.json", "log.csv", "curves.png", "model.keras", "console.log")
-TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_cifar.py")
+TRAIN_COMMAND = [sys.executable, "-m", "keras_rir", "train"]
 
 
 def parse_args(argv=None):
@@ -42,7 +42,7 @@ def parse_args(argv=None):
     parser.add_argument("--pack-dir", help="where the packed runs go (default: --output-dir)")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once")
     parser.add_argument("--deadline-seconds", type=float, help="stop everything after this")
-    parser.add_argument("--epochs", type=int, default=82, help="epochs of each run")
+    parser.add_argument("--epochs", type=int, required=True, help="epochs of each run")
     args, train_args = parser.parse_known_args(argv)
     if args.parallel < 1:
         parser.error(f"--parallel must be >= 1, got {args.parallel}")
@@ -87,7 +87,7 @@ def main(argv=None):
             model = waiting.pop(0)
             run_dir = os.path.join(args.output_dir, model)
             os.makedirs(run_dir, exist_ok=True)
-            command = [sys.executable, TRAIN_SCRIPT, "--model", model, "--verbose", "2"]
+            command = [*TRAIN_COMMAND, "--model", model, "--verbose", "2"]
             command += ["--data-dir", args.data_dir, "--output-dir", run_dir]
             command += ["--epochs", str(args.epochs), *train_args]
             with open(os.path.join(run_dir, "console.log"), "a") as log:  # The child keeps it.

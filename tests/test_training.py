@@ -275,8 +275,11 @@ def test_train_one_epoch(tmp_path):
         ({"l2": -1.0}, "l2"),
         ({"seed": 1.5}, "seed"),
         ({"learning_rate": 0.0}, "learning_rate"),
-        ({"optimizer": "lbfgs"}, "name"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"decay_epochs": (3, 90)}, "decay_epochs"),
+        ({"warmup": 5}, "warmup"),
         ({"model_kwargs": {"l2": 0.1}}, "model_kwargs"),
+        ({"model_kwargs": {"kernel_initializer": "orthogonal"}}, "model_kwargs"),
     ],
 )
 def test_train_rejects_bad_arguments(tmp_path, kwargs, argument):
@@ -330,6 +333,12 @@ def test_train_rejects_data_of_the_wrong_type(tmp_path, data, argument, error):
     assert not os.listdir(tmp_path)
 
 
+def test_train_rejects_a_recipe_that_is_not_a_recipe(tmp_path):
+    with pytest.raises(TypeError, match="Invalid type for argument `recipe`"):
+        training.train("cnn32", tiny_data(), str(tmp_path), {"epochs": 1})
+    assert not os.listdir(tmp_path)
+
+
 @pytest.mark.parametrize(
     "validation_data, error",
     [
@@ -377,6 +386,21 @@ def test_recipe_rejects_bad_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=f"Invalid value for argument `{argument}`") as info:
         training.Recipe(**kwargs)
     assert f"Received: {argument}={next(iter(kwargs.values()))!r}" in str(info.value)
+
+
+def test_replace_scales_the_decays_to_a_new_length_unless_they_are_given():
+    """round(42 / 82 * 5) = 3 and round(62 / 82 * 5) = 4; the quick budget is that recipe."""
+    recipe = training.PAPER_RECIPE.replace(epochs=5, learning_rate=0.1)
+    assert (recipe.epochs, recipe.decay_epochs, recipe.learning_rate) == (5, (3, 4), 0.1)
+    assert recipe.batch_size == training.PAPER_RECIPE.batch_size
+    assert training.PAPER_RECIPE.replace(epochs=5, decay_epochs=(1,)).decay_epochs == (1,)
+    assert training.PAPER_RECIPE.scaled_to(82) == training.PAPER_RECIPE
+    assert training.QUICK_RECIPE.decay_epochs == (3, 4) and training.QUICK_RECIPE.epochs == 5
+    assert set(training.BUDGETS) == {"paper", "quick"}
+    with pytest.raises(ValueError, match="Invalid value for argument `epochs`"):
+        training.PAPER_RECIPE.replace(epochs=0)
+    with pytest.raises(ValueError, match="Expected a field of Recipe"):
+        training.PAPER_RECIPE.replace(epoch=5)
 
 
 def test_recipe_accepts_a_shorter_run_and_keeps_tuples():

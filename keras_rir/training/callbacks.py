@@ -81,6 +81,37 @@ class EpochTimer(keras.callbacks.Callback):
         self._epoch_start = None
 
 
+class RunProgress(keras.callbacks.Callback):
+    """Prints, after each epoch, the run's progress and the time it has left (an ETA).
+
+    Keras' progress bar times the epoch it draws; this line times the whole run,
+    from the mean time of this process's epochs so far (the first one includes
+    compilation, so the estimate is high at first).
+
+    Example:
+    >>> model.fit(x, y, epochs=5, callbacks=[keras_rir.training.RunProgress()])
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._start = self._first_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._start is None:
+            self._start, self._first_epoch = time.perf_counter(), epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        epochs = self.params.get("epochs") or epoch + 1
+        elapsed = time.perf_counter() - self._start
+        left = elapsed / (epoch + 1 - self._first_epoch) * (epochs - epoch - 1)
+        finish = time.strftime("%H:%M", time.localtime(time.time() + left))
+        print(
+            f"[keras-rir] epoch {epoch + 1}/{epochs} done, {elapsed / 60:.1f} min so far; "
+            f"about {left / 60:.1f} min left (ETA {finish})",
+            flush=True,
+        )
+
+
 def make_callbacks(
     output_dir,
     schedule=None,

@@ -14,20 +14,13 @@ from keras_rir import data as data_lib
 from keras_rir import distribution, models, preprocessing, reporting
 from keras_rir._validation import (
     check_choice,
-    check_non_negative,
     check_non_negative_int,
-    check_positive_int,
     check_type,
     invalid_type,
     invalid_value,
 )
-from keras_rir.training.callbacks import EpochTimer, make_callbacks
-from keras_rir.training.recipe import (
-    DEFAULT_LEARNING_RATE,
-    PAPER_RECIPE,
-    learning_rate_schedule,
-    make_optimizer,
-)
+from keras_rir.training.callbacks import EpochTimer, RunProgress, make_callbacks
+from keras_rir.training.recipe import PAPER_RECIPE, Recipe, StepSchedule, make_optimizer
 
 __all__ = ["train"]
 
@@ -89,13 +82,9 @@ def train(
     model_name,
     data,
     output_dir,
-    epochs=PAPER_RECIPE.epochs,
-    batch_size=PAPER_RECIPE.batch_size,
-    learning_rate=DEFAULT_LEARNING_RATE,
-    l2=PAPER_RECIPE.l2,
+    recipe=PAPER_RECIPE,
+    *,
     seed=0,
-    optimizer=PAPER_RECIPE.optimizer,
-    momentum=PAPER_RECIPE.momentum,
     model_kwargs=None,
     validation_data=None,
     augment=True,
@@ -103,6 +92,7 @@ def train(
     mixed_precision=False,
     tensorboard=False,
     verbose="auto",
+    **recipe_changes,
 ):
     """Trains a registered model on CIFAR with the paper's recipe; resumable.
 
@@ -110,7 +100,9 @@ def train(
     normalization and (training only) random crop and flip in front of it
     (`keras_rir.preprocessing.with_preprocessing`), compiles it with
     `make_optimizer` and sparse categorical cross-entropy, and fits it with
-    `make_callbacks`. If `output_dir` holds the backup of a killed run, the
+    `make_callbacks`, with the hyperparameters of `recipe` (changed by any
+    `recipe_changes`: `epochs=5` runs the recipe scaled to 5 epochs, its
+    learning-rate decays included). If `output_dir` holds the backup of a killed run, the
     run resumes after its last finished epoch. At the end it evaluates on the
     test set and writes into `output_dir`:
 
@@ -125,13 +117,10 @@ def train(
         model_name: a name from `keras_rir.models.list_models()`.
         data: a `keras_rir.data.CifarData`.
         output_dir: directory of the run (created if needed).
-        epochs: passes over the training set.
-        batch_size: global batch size (split over devices when distributed).
-        learning_rate: initial learning rate; x0.1 at the scaled epochs 42, 62.
-        l2: L2 penalty of the model's kernel regularizers.
+        recipe: a `Recipe` (epochs, global batch size, learning rate and its
+            decays, optimizer, momentum, L2 penalty, kernel initializer);
+            default: the paper's, `PAPER_RECIPE`.
         seed: seed of weights, shuffling and augmentation.
-        optimizer: one of `OPTIMIZERS`.
-        momentum: momentum of `"sgd"` and `"nesterov"`.
         model_kwargs: further arguments of the model builder (e.g.
             `{"num_blocks": 9, "layers_per_block": 2}` for `rir`).
         validation_data: `(x, y)` to validate on each epoch; defaults to the
@@ -147,13 +136,15 @@ def train(
             keep variables and the softmax in float32.
         tensorboard: also write TensorBoard logs.
         verbose: `verbose` of `model.fit` (`"auto"`, 0, 1 or 2).
+        **recipe_changes: fields of `recipe` to change for this run
+            (`Recipe.replace`), e.g. `epochs=10, learning_rate=0.1`.
 
     Returns:
         The dict written to `results.json`.
 
     Example:
     >>> data = keras_rir.data.load_cifar("cifar10", data_dir="cifar-10-batches-bin")
-    >>> results = keras_rir.training.train("rir32", data, "runs/rir32", epochs=82)
+    >>> results = keras_rir.training.train("rir32", data, "runs/rir32", epochs=10)
     >>> results["test_accuracy"]
 
     Reference: arXiv:1603.08029, section 3.
@@ -162,20 +153,18 @@ def train(
     check_type("data", data, data_lib.CifarData, "a keras_rir.data.CifarData (from `load_cifar`)")
     if validation_data is not None:
         validation_data = _check_validation_data(validation_data, data)
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    l2 = check_non_negative("l2", l2)
+    check_type("recipe", recipe, Recipe, "a keras_rir.training.Recipe")
+    recipe = recipe.replace(**recipe_changes)
     seed = check_non_negative_int("seed", seed)
     model_kwargs = dict(model_kwargs or {})
-    for reserved in ("l2", "num_classes", "input_shape"):
+    for reserved in ("l2", "kernel_initializer", "num_classes", "input_shape"):
         if reserved in model_kwargs:
             raise invalid_value(
                 "model_kwargs", model_kwargs, f"builder arguments other than `{reserved}`"
             )
     if distribute:
         distribution.check_supported()
-    make_optimizer(optimizer, learning_rate, momentum)  # Checks the arguments early.
-    schedule = learning_rate_schedule(epochs, learning_rate)
+    schedule = StepSchedule(recipe.learning_rate, recipe.decay_epochs, recipe.decay_factor)
     os.makedirs(output_dir, exist_ok=True)
     validation = "test" if validation_data is None else "holdout"
     x_val, y_val = (data.x_test, data.y_test) if validation_data is None else validation_data
@@ -186,15 +175,17 @@ def train(
     mean, std = data_lib.channel_stats(data.x_train)
     callbacks = make_callbacks(output_dir, schedule, len(data.x_train), tensorboard=tensorboard)
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
+    if verbose != 0:
+        callbacks.append(RunProgress())
     with (
         _dtype_policy(mixed_precision) as dtype_policy,
         distribution.data_parallel_scope(distribute) as num_replicas,
     ):
         if num_replicas > 1 and keras.backend.backend() == "jax":
             # JAX shards every batch, the last one included, evenly over the devices.
-            if batch_size % num_replicas:
+            if recipe.batch_size % num_replicas:
                 raise invalid_value(
-                    "batch_size", batch_size, f"a multiple of the {num_replicas} devices"
+                    "batch_size", recipe.batch_size, f"a multiple of the {num_replicas} devices"
                 )
             x_train, y_train = _trim(x_train, y_train, num_replicas)
             x_val, y_val = _trim(x_val, y_val, num_replicas)
@@ -203,26 +194,29 @@ def train(
             model_name,
             num_classes=data.num_classes,
             input_shape=tuple(data.x_train.shape[1:]),
-            l2=l2,
+            l2=recipe.l2,
+            kernel_initializer=recipe.kernel_initializer,
             **model_kwargs,
         )
         model = preprocessing.with_preprocessing(network, mean, std, augment=augment, seed=seed)
         model.compile(
-            optimizer=make_optimizer(optimizer, learning_rate, momentum),
+            optimizer=make_optimizer(recipe.optimizer, recipe.learning_rate, recipe.momentum),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
         model.fit(
             x_train,
             y_train,
-            batch_size=batch_size,
-            epochs=epochs,
+            batch_size=recipe.batch_size,
+            epochs=recipe.epochs,
             validation_data=(x_val, y_val),
             callbacks=callbacks,
             shuffle=True,
             verbose=verbose,
         )
-        test = model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0, return_dict=True)
+        test = model.evaluate(
+            x_test, y_test, batch_size=recipe.batch_size, verbose=0, return_dict=True
+        )
         model_path = os.path.join(output_dir, "model.keras")
         model.save(model_path)
 
@@ -254,17 +248,15 @@ def train(
             "model_kwargs": model_kwargs,
             "dataset": data.name,
             "num_classes": data.num_classes,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "optimizer": optimizer,
-            "learning_rate": learning_rate,
+            "epochs": recipe.epochs,
+            "batch_size": recipe.batch_size,
+            "optimizer": recipe.optimizer,
+            "learning_rate": recipe.learning_rate,
             "learning_rate_boundaries": schedule.boundaries,
             "learning_rate_decay_factor": schedule.decay_factor,
-            "momentum": momentum if optimizer in ("sgd", "nesterov") else None,
-            "l2": l2,
-            "kernel_initializer": model_kwargs.get(
-                "kernel_initializer", PAPER_RECIPE.kernel_initializer
-            ),
+            "momentum": recipe.momentum if recipe.optimizer in ("sgd", "nesterov") else None,
+            "l2": recipe.l2,
+            "kernel_initializer": recipe.kernel_initializer,
             "seed": seed,
             "augment": augment,
             "distribute": distribute,

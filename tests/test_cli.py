@@ -1,4 +1,5 @@
-"""Tests of examples/train_cifar.py: flags, missing data, kill and resume without TensorFlow."""
+"""Tests of the `keras-rir` command: flags from the recipe, missing data, kill and resume
+without TensorFlow."""
 
 import csv
 import json
@@ -10,54 +11,89 @@ import sys
 import keras
 import pytest
 
-from tests import example_scripts, holding
+from keras_rir import cli, training
+from tests import holding
 from tests.cifar_archives import write_cifar10
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "examples", "train_cifar.py")
+COMMAND = [sys.executable, "-m", "keras_rir", "train"]
 TINY_RIR = '{"num_blocks": 3, "layers_per_block": 1, "stage_filters": [4, 8, 8]}'
 
 
-def load_script():
-    return example_scripts.load_script("train_cifar")
+def parse(*flags):
+    return cli._parse(["train", *flags])[1]
 
 
-def test_defaults_are_the_paper():
-    _, args = load_script().parse_args([])
-    assert (args.epochs, args.batch_size, args.l2, args.momentum) == (82, 500, 1e-4, 0.9)
-    assert args.optimizer == "sgd" and args.dataset == "cifar10" and args.seed == 0
+def test_defaults_are_the_papers_recipe():
+    args = parse()
+    assert args.recipe == training.PAPER_RECIPE
+    assert args.model == "rir32" and args.dataset == "cifar10" and args.seed == 0
     assert not args.distribute and not args.mixed_precision
+
+
+def test_every_recipe_field_has_a_flag():
+    flags = {
+        "--epochs": "10",
+        "--batch-size": "64",
+        "--learning-rate": "0.1",
+        "--optimizer": "nesterov",
+        "--momentum": "0.8",
+        "--l2": "0.0005",
+        "--decay-epochs": ["2", "6"],
+        "--decay-factor": "0.2",
+        "--kernel-initializer": "orthogonal",
+    }
+    argv = [
+        item
+        for flag, value in flags.items()
+        for item in [flag, *list([value] if isinstance(value, str) else value)]
+    ]
+    assert parse(*argv).recipe == training.Recipe(
+        10, 64, 0.1, "nesterov", 0.8, 5e-4, (2, 6), 0.2, "orthogonal"
+    )
+
+
+def test_budget_quick_and_flags_change_only_their_field():
+    assert parse("--budget", "quick").recipe == training.QUICK_RECIPE
+    recipe = parse("--budget", "quick", "--epochs", "10").recipe
+    assert recipe == training.QUICK_RECIPE.replace(epochs=10)
+    assert recipe.decay_epochs == (6, 8)  # the quick recipe's (3, 4) of 5, scaled
+    assert recipe.batch_size == training.QUICK_RECIPE.batch_size
+
+
+@pytest.mark.parametrize(
+    "flags, argument",
+    [(("--epochs", "0"), "epochs"), (("--decay-epochs", "90"), "decay_epochs")],
+)
+def test_bad_recipe_flag_is_one_clear_message(capsys, flags, argument):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(*flags)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"`{argument}`" in error and "Traceback" not in error
 
 
 def test_missing_data_dir_is_one_clear_message(tmp_path, capsys):
     missing = str(tmp_path / "nowhere")
     with pytest.raises(SystemExit) as exit_info:
-        load_script().main(["--data-dir", missing, "--output-dir", str(tmp_path / "run")])
+        cli.main(["train", "--data-dir", missing, "--output-dir", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "nowhere" in error and "--data-dir" in error and "Traceback" not in error
     assert not os.path.exists(tmp_path / "run")
 
 
-def test_without_tensorflow_datasets_says_how_to_pass_data_dir(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # `import` raises.
-    with pytest.raises(SystemExit) as exit_info:
-        load_script().main(["--dataset", "cifar100", "--output-dir", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert "--data-dir" in capsys.readouterr().err
-
-
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch only")
 def test_distribute_on_torch_is_one_clear_message(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        load_script().parse_args(["--distribute"])
+        parse("--distribute")
     assert exit_info.value.code == 2
     assert "torch backend has no built-in data-parallel" in capsys.readouterr().err
 
 
 def test_missing_dataset_process_exits_2_without_traceback(tmp_path):
     process = subprocess.run(
-        [sys.executable, SCRIPT, "--data-dir", str(tmp_path / "nowhere")],
+        [*COMMAND, "--data-dir", str(tmp_path / "nowhere")],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": REPO},
         capture_output=True,
@@ -90,8 +126,7 @@ def test_killed_run_resumes_after_the_last_finished_epoch(tmp_path):
     marker = tmp_path / "held"
     held_env = holding.environment(tmp_path / "hook", holding.epoch_end(1), marker, env)
     command = [
-        sys.executable,
-        SCRIPT,
+        *COMMAND,
         *("--model", "rir", "--model-kwargs", TINY_RIR),
         *("--data-dir", generated.data_dir, "--output-dir", str(output_dir)),
         *("--epochs", "4", "--batch-size", "20", "--verbose", "2"),
@@ -118,7 +153,7 @@ def test_killed_run_resumes_after_the_last_finished_epoch(tmp_path):
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
     )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "Epoch 3/4" in second.stdout
+    assert "Epoch 3/4" in second.stdout and "[keras-rir] epoch 3/4 done" in second.stdout
     assert "Epoch 1/4" not in second.stdout and "Epoch 2/4" not in second.stdout
     with open(output_dir / "results.json") as file:
         results = json.load(file)
