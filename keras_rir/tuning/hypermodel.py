@@ -42,7 +42,7 @@ SCHEDULES = ("paper", "constant")
 # first trial: SGD with momentum 0.9, L2 1e-4, MSR, projection shortcuts; 0.1 is
 # the ResNet learning rate (He et al., 2015b); 1e-3 is where Adam and RMSProp work.
 DEFAULT_LEARNING_RATES = (0.1, 0.01, 0.001)
-DEFAULT_L2 = (1e-4, 5e-4)
+DEFAULT_L2 = (training.PAPER_RECIPE.l2, 5e-4)
 DEFAULT_INITIALIZERS = ("he", "glorot", "orthogonal")
 DEFAULT_OPTIMIZERS = OPTIMIZERS
 DEFAULT_SHORTCUTS = blocks.SHORTCUTS
@@ -102,7 +102,7 @@ class RiRHyperModel(keras_tuner.HyperModel):
         num_classes: classes of the data set.
         input_shape: `(height, width, channels)` of the images.
         epochs: training epochs per trial.
-        batch_size: minibatch size (the paper uses 500).
+        batch_size: minibatch size.
         schedule: `"paper"` (step decay) or `"constant"`.
         model_kwargs: other arguments of the builder (e.g. `num_blocks` for
             `rir`), not `kernel_initializer`, `l2` or `shortcut`.
@@ -135,8 +135,8 @@ class RiRHyperModel(keras_tuner.HyperModel):
         model="rir32",
         num_classes=10,
         input_shape=(32, 32, 3),
-        epochs=82,
-        batch_size=500,
+        epochs=training.PAPER_RECIPE.epochs,
+        batch_size=training.PAPER_RECIPE.batch_size,
         schedule="paper",
         model_kwargs=None,
         learning_rates=DEFAULT_LEARNING_RATES,
