@@ -5,15 +5,14 @@ Reproduces the accuracies of `keras_rir.models.list_presets()` on any backend:
     KERAS_BACKEND=torch python examples/evaluate.py --data-dir /path/to/cifar10
     python examples/evaluate.py --models rir32 --weights cifar10 --json accuracy.json
 
-`--data-dir` defaults to the environment variable `KERAS_RIR_CIFAR10_DIR`; without either,
-tensorflow-datasets loads CIFAR-10. A path given to `--weights` is loaded into the network
-as built (normalized inputs), so it is evaluated on images normalized with the training set's
-statistics, as `train_cifar.py` trains. `main()` returns `{model: test accuracy}`.
+Without `--data-dir`, CIFAR-10 comes from `KERAS_RIR_DATA_DIR`, else from the Keras cache
+(downloaded once; see `keras_rir.data.load_cifar`). A path given to `--weights` is loaded into
+the network as built (normalized inputs), so it is evaluated on images normalized with the
+training set's statistics, as `train_cifar.py` trains. `main()` returns `{model: test accuracy}`.
 """
 
 import argparse
 import json
-import os
 
 import keras
 import numpy as np
@@ -31,7 +30,9 @@ def parse_args(argv=None):
     presets = sorted({p["name"] for p in keras_rir.models.list_presets()})
     parser.add_argument("--models", nargs="+", default=presets, choices=presets)
     parser.add_argument("--weights", default="cifar10", help="preset name or .weights.h5 path")
-    parser.add_argument("--data-dir", default=os.environ.get("KERAS_RIR_CIFAR10_DIR"))
+    parser.add_argument(
+        "--data-dir", help="local CIFAR-10 copy (else $KERAS_RIR_DATA_DIR, else the Keras cache)"
+    )
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--json", help="also write the accuracies to this file")
     return parser.parse_args(argv)

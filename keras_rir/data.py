@@ -1,12 +1,16 @@
 """CIFAR-10 and CIFAR-100 as in-memory NumPy arrays, for `model.fit` on every backend.
 
-Two sources:
+The data is the datasets' original *binary version* (a directory or the `.tar.gz` archive),
+read with NumPy alone, so it loads on the JAX and torch backends where TensorFlow is not
+installed. It comes from, in this order:
 
-- a local copy in the datasets' original *binary version* layout (a directory or the
-  `.tar.gz` archive), read with NumPy alone: this path needs no TensorFlow, so it works on
-  the JAX and torch backends on machines where TensorFlow is not installed;
-- tensorflow-datasets (`tfds.load("cifar10" | "cifar100")`), imported only when no
-  `data_dir` is given.
+1. `data_dir` (the scripts' `--data-dir`), a local copy;
+2. the environment variable `KERAS_RIR_DATA_DIR`, a local copy;
+3. the official archive in the Keras cache (`$KERAS_HOME/datasets`, `~/.keras/datasets` by
+   default), downloaded once from https://www.cs.toronto.edu/~kriz/ with
+   `keras.utils.get_file` and checked against its published MD5, like `keras.datasets`.
+
+`load_cifar(..., source="tfds")` loads tensorflow-datasets' copy instead (needs TensorFlow).
 
 The arrays stay `uint8` (180 MB for CIFAR-10); normalization and augmentation run inside the
 model, on the accelerator (see `keras_rir.preprocessing.with_preprocessing`).
@@ -16,6 +20,7 @@ import dataclasses
 import os
 import tarfile
 
+import keras
 import numpy as np
 
 from keras_rir._validation import (
@@ -33,6 +38,19 @@ __all__ = [
     "holdout",
     "load_cifar",
 ]
+
+_DATA_DIR_ENV = "KERAS_RIR_DATA_DIR"
+# name -> (URL of the official binary archive, its MD5 as published on the CIFAR page)
+_DOWNLOADS = {
+    "cifar10": (
+        "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+        "c32a1d4ab5d03f1284b67883e8d87530",
+    ),
+    "cifar100": (
+        "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+        "03b5dce01913d631647c71ecec9e9cb8",
+    ),
+}
 
 _IMAGE_SHAPE = (32, 32, 3)
 _PIXEL_BYTES = 32 * 32 * 3
@@ -119,10 +137,13 @@ _LAYOUTS = {
 class DatasetUnavailableError(ValueError):
     """The requested dataset cannot be found, downloaded or read.
 
-    Raised by `load_cifar` when `tensorflow_datasets` is missing or cannot
-    download, when `data_dir` holds no copy of the dataset, and when a file of
-    that copy is missing, truncated or not in the expected binary format. The
-    message says what was expected and how to pass `data_dir` (`--data-dir`).
+    Raised by `load_cifar` when the archive is neither in the Keras cache nor
+    downloadable (or fails its checksum), when `data_dir` or
+    `KERAS_RIR_DATA_DIR` holds no copy of the dataset, when a file of that
+    copy is missing, truncated or not in the expected binary format, and when
+    tensorflow-datasets (`source="tfds"`) is missing or fails. The message
+    says what was expected and how to pass a local copy (`data_dir`,
+    `--data-dir` or `KERAS_RIR_DATA_DIR`).
     """
 
 
@@ -155,53 +176,67 @@ class CifarData:
         )
 
 
-def load_cifar(name="cifar10", data_dir=None, label_mode="fine", max_train_examples=None):
+def load_cifar(
+    name="cifar10", data_dir=None, label_mode="fine", max_train_examples=None, source="auto"
+):
     """Loads CIFAR-10 or CIFAR-100 into `uint8` NumPy arrays.
 
-    With `data_dir`, reads the dataset's original binary version with NumPy
-    alone (no TensorFlow needed): `data_dir` may be a directory containing
-    `cifar-10-batches-bin/` (`data_batch_1.bin` ... `data_batch_5.bin`,
-    `test_batch.bin`, `batches.meta.txt`) or `cifar-100-binary/` (`train.bin`,
-    `test.bin`, `fine_label_names.txt`, `coarse_label_names.txt`), that
-    directory itself, the `cifar-10-binary.tar.gz` / `cifar-100-binary.tar.gz`
-    archive, or a directory holding the archive (read without unpacking it to
-    disk). Each file must hold a whole, non-zero number of records of the
-    dataset's record size (3,073 bytes for CIFAR-10: 1 label byte and 3,072
-    pixel bytes, the red, green and blue 32x32 planes; 3,074 bytes for
-    CIFAR-100: a coarse and a fine label byte first); the five CIFAR-10
-    training batches must hold the same number of records. Files of any length
-    that pass these checks are accepted (the real ones hold 10,000 records per
-    CIFAR-10 batch, 50,000 and 10,000 in CIFAR-100's `train.bin` and
-    `test.bin`), so that small copies in the same layout load through the
-    same path. The label-name files are optional (the standard names are
-    built in).
+    Reads the dataset's original binary version with NumPy alone (no
+    TensorFlow needed), from `data_dir` if given, else from the directory or
+    archive named by the environment variable `KERAS_RIR_DATA_DIR` if set,
+    else from `cifar-10-binary.tar.gz` / `cifar-100-binary.tar.gz` in the
+    Keras cache (`$KERAS_HOME/datasets`, `~/.keras/datasets` by default),
+    which `keras.utils.get_file` downloads once from
+    https://www.cs.toronto.edu/~kriz/ and checks against the published MD5
+    (it is read in place, without unpacking). An archive already in the
+    cache is used without the network.
 
-    Without `data_dir`, loads the dataset with `tensorflow_datasets`
-    (downloading it on first use into tfds' own data directory).
+    A local copy may be a directory containing `cifar-10-batches-bin/`
+    (`data_batch_1.bin` ... `data_batch_5.bin`, `test_batch.bin`,
+    `batches.meta.txt`) or `cifar-100-binary/` (`train.bin`, `test.bin`,
+    `fine_label_names.txt`, `coarse_label_names.txt`), that directory itself,
+    the `.tar.gz` archive, or a directory holding the archive. Each file must
+    hold a whole, non-zero number of records of the dataset's record size
+    (3,073 bytes for CIFAR-10: 1 label byte and 3,072 pixel bytes, the red,
+    green and blue 32x32 planes; 3,074 bytes for CIFAR-100: a coarse and a
+    fine label byte first); the five CIFAR-10 training batches must hold the
+    same number of records. Files of any length that pass these checks are
+    accepted (the real ones hold 10,000 records per CIFAR-10 batch, 50,000
+    and 10,000 in CIFAR-100's `train.bin` and `test.bin`), so that small
+    copies in the same layout load through the same path. The label-name
+    files are optional (the standard names are built in).
 
     Args:
         name: `"cifar10"` or `"cifar100"`.
         data_dir: path of a local copy (see above), or `None` for
-            tensorflow-datasets.
+            `KERAS_RIR_DATA_DIR`, else the Keras cache.
         label_mode: `"fine"` (default; the only labels of CIFAR-10, the 100
             classes of CIFAR-100) or `"coarse"` (CIFAR-100's 20 superclasses).
         max_train_examples: keep only the first N training examples (all of
             them if N is larger), for quick runs; `None` keeps all. The test
             set is always complete.
+        source: `"auto"` (default): the binary version, as above; `"tfds"`:
+            `tensorflow_datasets.load(name)` instead (needs TensorFlow;
+            downloads into tfds' own data directory; ignores
+            `KERAS_RIR_DATA_DIR` and takes no `data_dir`).
 
     Returns:
         A `CifarData`.
 
     Raises:
         DatasetUnavailableError: (a `ValueError`) the data cannot be found,
-            downloaded or read; the message names the file or directory, and
-            says how to pass `data_dir`.
+            downloaded or read: the archive is not in the cache and cannot be
+            downloaded, fails its checksum (it is then removed from the
+            cache), or a local copy is missing or damaged. The message names
+            the file, the cache path and the URL, and says how to pass a local
+            copy.
         ValueError: an invalid argument.
 
     Example:
-    >>> data = keras_rir.data.load_cifar("cifar10", data_dir="data/cifar10")
+    >>> data = keras_rir.data.load_cifar("cifar10")  # downloads 163 MB on first use
     >>> data.x_train.shape, data.y_train.dtype
     ((50000, 32, 32, 3), dtype('int32'))
+    >>> data = keras_rir.data.load_cifar("cifar100", data_dir="data/cifar-100-binary.tar.gz")
     """
     check_choice("name", name, tuple(_LAYOUTS))
     layout = _LAYOUTS[name]
@@ -213,10 +248,17 @@ def load_cifar(name="cifar10", data_dir=None, label_mode="fine", max_train_examp
         )
     if max_train_examples is not None:
         max_train_examples = check_positive_int("max_train_examples", max_train_examples)
+    check_choice("source", source, ("auto", "tfds"))
 
-    if data_dir is None:
+    if source == "tfds":
+        if data_dir is not None:
+            raise invalid_value(
+                "source", source, "'auto' when `data_dir` is given (tfds keeps its own copy)"
+            )
         x_train, y_train, x_test, y_test, class_names = _load_tfds(name, layout, label_mode)
     else:
+        if data_dir is None:
+            data_dir = os.environ.get(_DATA_DIR_ENV) or _download(name, layout)
         x_train, y_train, x_test, y_test, class_names = _load_binary(
             layout, os.fspath(data_dir), label_mode
         )
@@ -364,9 +406,31 @@ class _ArchiveSource:
 
 def _unavailable(layout, message):
     return DatasetUnavailableError(
-        f"{message} Pass `data_dir` (`--data-dir` on the command line) as "
-        f"{layout.expected_layout()}."
+        f"{message} Pass `data_dir` (`--data-dir` on the command line) or set "
+        f"{_DATA_DIR_ENV} to {layout.expected_layout()}."
     )
+
+
+def _download(name, layout):
+    """Path of the official archive in the Keras cache, downloaded and checked on first use."""
+    url, md5 = _DOWNLOADS[name]
+    cache_dir = os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")))
+    path = os.path.join(cache_dir, "datasets", layout.archive)
+    try:
+        return keras.utils.get_file(
+            layout.archive, url, file_hash=md5, cache_dir=cache_dir, cache_subdir="datasets"
+        )
+    except Exception as error:  # get_file raises a bare `Exception` when the download fails
+        # get_file deletes a failed download but keeps one that fails the checksum: never
+        # leave a file that is not the dataset in the cache.
+        if os.path.exists(path):
+            os.remove(path)
+        raise _unavailable(
+            layout,
+            f"{layout.title} is not in the Keras cache and could not be downloaded "
+            f"({type(error).__name__}: {error}). Download {url} (MD5 {md5}) to {path}, or "
+            "use a local copy.",
+        ) from error
 
 
 def _open_source(layout, data_dir):
@@ -510,16 +574,16 @@ def _load_binary(layout, data_dir, label_mode):
 
 def _load_tfds(name, layout, label_mode):
     how = (
-        f"Pass `data_dir` (`--data-dir` on the command line) as {layout.expected_layout()} "
-        f"(download `{layout.archive}` from https://www.cs.toronto.edu/~kriz/cifar.html), "
-        "to load it without tensorflow-datasets."
+        "Leave `source` at 'auto' (the default) to load the binary version without TensorFlow, "
+        "from the Keras cache or a local copy."
     )
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise DatasetUnavailableError(
-            f"Loading {layout.title} without `data_dir` needs tensorflow-datasets, which is not "
-            f"installed (`pip install tensorflow tensorflow-datasets`). {how}"
+        raise _unavailable(
+            layout,
+            f"Loading {layout.title} with source='tfds' needs tensorflow-datasets, which is not "
+            f"installed (`pip install tensorflow tensorflow-datasets`). {how}",
         ) from error
     _hide_gpus_from_tensorflow()
     label_key = "coarse_label" if label_mode == "coarse" else "label"
@@ -530,8 +594,9 @@ def _load_tfds(name, layout, label_mode):
         train, test = tfds.as_numpy(train), tfds.as_numpy(test)
         class_names = tuple(info.features[label_key].names)
     except Exception as error:  # tfds raises many types (download, I/O, missing TensorFlow).
-        raise DatasetUnavailableError(
-            f"tensorflow-datasets could not load {name!r} ({type(error).__name__}: {error}). {how}"
+        raise _unavailable(
+            layout,
+            f"tensorflow-datasets could not load {name!r} ({type(error).__name__}: {error}). {how}",
         ) from error
     return (
         np.asarray(train["image"], np.uint8),
@@ -544,8 +609,6 @@ def _load_tfds(name, layout, label_mode):
 
 def _hide_gpus_from_tensorflow():
     """Keeps TensorFlow (pulled in by tfds) off the GPUs when Keras runs on another backend."""
-    import keras
-
     if keras.backend.backend() == "tensorflow":
         return
     try:

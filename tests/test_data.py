@@ -1,4 +1,6 @@
+import hashlib
 import os
+import pathlib
 import subprocess
 import sys
 import sysconfig
@@ -21,12 +23,24 @@ from keras_rir.data import (
 from tests.cifar_archives import encode_records, random_images, write_cifar10, write_cifar100
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OFFICIAL_DOWNLOADS = dict(data_module._DOWNLOADS)  # before the fixture below replaces the URLs
 
 
 @pytest.fixture(autouse=True)
-def _no_real_tensorflow_datasets(monkeypatch):
-    """No test here may reach the real tensorflow-datasets (and so the network)."""
+def keras_home(monkeypatch, tmp_path_factory):
+    """No test here may reach the network or a real cache: tfds is blocked, the URLs point at
+    a missing local file, `KERAS_HOME` is an empty directory, `KERAS_RIR_DATA_DIR` is unset."""
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    unreachable = tmp_path_factory.mktemp("server") / "unreachable.tar.gz"
+    monkeypatch.setattr(
+        data_module,
+        "_DOWNLOADS",
+        {name: (unreachable.as_uri(), md5) for name, (_, md5) in data_module._DOWNLOADS.items()},
+    )
+    monkeypatch.delenv("KERAS_RIR_DATA_DIR", raising=False)
+    home = tmp_path_factory.mktemp("keras_home")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    return home
 
 
 def assert_matches(data, generated, label_mode="fine"):
@@ -140,6 +154,8 @@ def test_max_train_examples_keeps_the_first_examples(tmp_path, archive):
         ({"max_train_examples": 0}, "max_train_examples"),
         ({"max_train_examples": 2.5}, "max_train_examples"),
         ({"max_train_examples": True}, "max_train_examples"),
+        ({"source": "keras"}, "source"),
+        ({"source": "tfds"}, "source"),  # with `data_dir`
     ],
 )
 def test_invalid_arguments(tmp_path, kwargs, argument):
@@ -339,15 +355,107 @@ def test_wrong_number_of_class_names(tmp_path):
     assert path in str(info.value)
 
 
-# --- tensorflow-datasets -----------------------------------------------------------------------
+# --- the default: the official archive through the Keras cache -------------------------------
+
+ARCHIVES = {"cifar10": "cifar-10-binary.tar.gz", "cifar100": "cifar-100-binary.tar.gz"}
+WRITERS = {"cifar10": write_cifar10, "cifar100": write_cifar100}
 
 
-def test_without_tensorflow_datasets_says_how_to_pass_data_dir():
+def md5(path):
+    return hashlib.md5(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def serve(monkeypatch, name, archive, checksum=None):
+    """Points the module's URL of `name` at a local archive, with its MD5 (or `checksum`)."""
+    url = pathlib.Path(archive).as_uri()
+    monkeypatch.setitem(data_module._DOWNLOADS, name, (url, checksum or md5(archive)))
+
+
+def test_the_urls_and_checksums_are_the_official_ones():
+    """As published on https://www.cs.toronto.edu/~kriz/cifar.html (binary versions)."""
+    assert OFFICIAL_DOWNLOADS == {
+        "cifar10": (
+            "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+            "c32a1d4ab5d03f1284b67883e8d87530",
+        ),
+        "cifar100": (
+            "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+            "03b5dce01913d631647c71ecec9e9cb8",
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_downloads_once_into_the_keras_cache(tmp_path, monkeypatch, keras_home, name):
+    if keras.backend.backend() != "tensorflow":  # get_file must not need TensorFlow
+        monkeypatch.setitem(sys.modules, "tensorflow", None)
+    generated = WRITERS[name](tmp_path, num_train=10, num_test=5, archive=True)
+    serve(monkeypatch, name, generated.data_dir)
+    assert_matches(load_cifar(name), generated)
+    cached = keras_home / "datasets" / ARCHIVES[name]
+    assert os.listdir(keras_home / "datasets") == [ARCHIVES[name]]
+    assert cached.read_bytes() == pathlib.Path(generated.data_dir).read_bytes()
+    # The second load reads the cache: the URL is unreachable now.
+    os.remove(generated.data_dir)
+    assert_matches(load_cifar(name), generated)
+
+
+def test_bad_checksum_is_rejected_and_not_cached(tmp_path, monkeypatch, keras_home):
+    generated = write_cifar10(tmp_path, archive=True)
+    serve(monkeypatch, "cifar10", generated.data_dir, checksum="0" * 32)
     with pytest.raises(DatasetUnavailableError) as info:
         load_cifar("cifar10")
     message = str(info.value)
-    assert "tensorflow-datasets" in message
-    assert "`data_dir`" in message and "--data-dir" in message
+    assert "file hash does not match" in message and f"MD5 {'0' * 32}" in message
+    assert str(keras_home / "datasets" / "cifar-10-binary.tar.gz") in message
+    assert os.listdir(keras_home / "datasets") == []
+
+
+def test_a_damaged_cached_archive_is_downloaded_again(tmp_path, monkeypatch, keras_home):
+    cached = keras_home / "datasets" / "cifar-10-binary.tar.gz"
+    cached.parent.mkdir()
+    cached.write_bytes(b"truncated")
+    generated = write_cifar10(tmp_path, archive=True)
+    serve(monkeypatch, "cifar10", generated.data_dir)
+    assert_matches(load_cifar("cifar10"), generated)
+    assert md5(cached) == md5(generated.data_dir)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_no_network_and_no_cache_is_one_clear_message(keras_home, name):
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_cifar(name)
+    message = str(info.value)
+    url, checksum = data_module._DOWNLOADS[name]
+    path = keras_home / "datasets" / ARCHIVES[name]
+    assert f"Download {url} (MD5 {checksum}) to {path}, or use a local copy." in message
+    assert "could not be downloaded" in message and "URL fetch failure" in message
+    assert "`data_dir` (`--data-dir` on the command line) or set KERAS_RIR_DATA_DIR" in message
+    assert os.listdir(keras_home / "datasets") == []
+
+
+def test_keras_rir_data_dir_is_used_before_the_cache(tmp_path, monkeypatch, keras_home):
+    from_env = write_cifar100(tmp_path / "env", archive=True)
+    monkeypatch.setenv("KERAS_RIR_DATA_DIR", str(from_env.data_dir))
+    assert_matches(load_cifar("cifar100"), from_env)
+    from_argument = write_cifar100(tmp_path / "argument", seed=1)
+    assert_matches(load_cifar("cifar100", data_dir=from_argument.data_dir), from_argument)
+    assert os.listdir(keras_home) == []  # nothing downloaded
+    monkeypatch.setenv("KERAS_RIR_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DatasetUnavailableError, match="does not exist") as info:
+        load_cifar("cifar100")
+    assert str(tmp_path / "nowhere") in str(info.value) and "KERAS_RIR_DATA_DIR" in str(info.value)
+
+
+# --- tensorflow-datasets, on request -----------------------------------------------------------
+
+
+def test_tfds_source_without_tensorflow_datasets_says_what_else_works():
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_cifar("cifar10", source="tfds")
+    message = str(info.value)
+    assert "tensorflow-datasets" in message and "source" in message
+    assert "`data_dir`" in message and "--data-dir" in message and "KERAS_RIR_DATA_DIR" in message
     assert "cifar-10-batches-bin" in message and "cifar-10-binary.tar.gz" in message
     assert isinstance(info.value, ValueError)
 
@@ -384,14 +492,14 @@ def test_tfds_source_maps_fine_and_coarse_labels(monkeypatch):
         return [splits[s] for s in split], info
 
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds(load))
-    coarse = load_cifar("cifar100", label_mode="coarse", max_train_examples=5)
+    coarse = load_cifar("cifar100", label_mode="coarse", max_train_examples=5, source="tfds")
     assert calls == [("cifar100", ["train", "test"], -1, True)]
     np.testing.assert_array_equal(coarse.x_train, splits["train"]["image"][:5])
     np.testing.assert_array_equal(coarse.y_train, splits["train"]["coarse_label"][:5])
     np.testing.assert_array_equal(coarse.y_test, splits["test"]["coarse_label"])
     assert coarse.y_train.dtype == np.int32 and coarse.num_classes == 20
     assert coarse.class_names[3] == "coarse3"
-    fine = load_cifar("cifar100")
+    fine = load_cifar("cifar100", source="tfds")
     np.testing.assert_array_equal(fine.y_train, splits["train"]["label"])
     assert fine.num_classes == 100 and fine.class_names[99] == "fine99"
 
@@ -404,7 +512,7 @@ def test_tfds_failure_becomes_one_clear_error(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds(load))
     with pytest.raises(DatasetUnavailableError, match="ConnectionError: no network") as info:
-        load_cifar("cifar10")
+        load_cifar("cifar10", source="tfds")
     assert "--data-dir" in str(info.value)
     assert isinstance(info.value.__cause__, ConnectionError)
 
@@ -475,7 +583,9 @@ def test_channel_stats_matches_numpy(dtype):
 
 NO_TENSORFLOW_SCRIPT = textwrap.dedent(
     """
+    import hashlib
     import importlib.util
+    import pathlib
     import site
     import sys
 
@@ -487,12 +597,17 @@ NO_TENSORFLOW_SCRIPT = textwrap.dedent(
     import keras
     import numpy as np
 
+    from keras_rir import data as data_module
     from keras_rir.data import channel_stats, load_cifar
     from keras_rir.preprocessing import with_preprocessing
 
     cifar100 = load_cifar("cifar100", data_dir=sys.argv[2], label_mode="coarse")
     assert cifar100.num_classes == 20 and len(cifar100.y_train) == 10
-    data = load_cifar("cifar10", data_dir=sys.argv[1])
+    # CIFAR-10 the default way: keras.utils.get_file into $KERAS_HOME/datasets.
+    archive = pathlib.Path(sys.argv[1])
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    data_module._DOWNLOADS["cifar10"] = (archive.as_uri(), md5)
+    data = load_cifar("cifar10")
     mean, std = channel_stats(data.x_train)
     inner = keras.Sequential(
         [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
@@ -526,14 +641,17 @@ def site_packages_without_tensorflow(root):
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_binary_path_works_without_tensorflow(tmp_path, backend):
-    """A subprocess on an environment without TensorFlow: load archives, fit, predict."""
+    """A subprocess on an environment without TensorFlow: download, load, fit, predict."""
     pytest.importorskip(backend)
     if keras.backend.backend() not in (backend, "tensorflow"):
         pytest.skip(f"runs in the {backend} and tensorflow test sessions")
     cifar10 = write_cifar10(tmp_path / "c10", num_train=10, num_test=5, archive=True)
     cifar100 = write_cifar100(tmp_path / "c100", num_train=10, num_test=5, archive=True)
     site_packages = site_packages_without_tensorflow(tmp_path / "site-packages")
+    keras_home = tmp_path / "keras_home"
+    keras_home.mkdir()
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": REPO_ROOT}
+    env["KERAS_HOME"] = str(keras_home)
     result = subprocess.run(
         [sys.executable, "-S", "-c", NO_TENSORFLOW_SCRIPT]
         + [cifar10.data_dir, cifar100.data_dir, site_packages],
@@ -544,3 +662,4 @@ def test_binary_path_works_without_tensorflow(tmp_path, backend):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"OK {backend}" in result.stdout
+    assert os.listdir(keras_home / "datasets") == ["cifar-10-binary.tar.gz"]

@@ -1,7 +1,8 @@
 """The real CIFAR-10 through `keras_rir.data`: sizes, classes, labels, statistics, pixels.
 
-The copy is found through `KERAS_RIR_CIFAR10_DIR`, else at `../shared/data/cifar10` next to the
-repository; without it the tests are skipped, saying where they looked.
+The copy is found through `KERAS_RIR_DATA_DIR` (the variable `keras_rir.data.load_cifar` reads),
+else at `../shared/data/cifar10` next to the repository; without it the tests are skipped,
+saying where they looked.
 
 The expected values below were read once from the files with the few-line NumPy reader of
 this module (`read_records`), not from keras_rir, and agree with the published facts of
@@ -18,12 +19,12 @@ from keras_rir.data import channel_stats, load_cifar
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DIR = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "cifar10"))
-CIFAR10_DIR = os.environ.get("KERAS_RIR_CIFAR10_DIR") or DEFAULT_DIR
+CIFAR10_DIR = os.environ.get("KERAS_RIR_DATA_DIR") or DEFAULT_DIR
 BATCHES = os.path.join(CIFAR10_DIR, "cifar-10-batches-bin")
 
 pytestmark = pytest.mark.skipif(
     not os.path.isfile(os.path.join(BATCHES, "test_batch.bin")),
-    reason=f"no real CIFAR-10 at {BATCHES} (set KERAS_RIR_CIFAR10_DIR to a directory holding "
+    reason=f"no real CIFAR-10 at {BATCHES} (set KERAS_RIR_DATA_DIR to a directory holding "
     "cifar-10-batches-bin/)",
 )
 
