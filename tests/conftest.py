@@ -17,6 +17,17 @@ def _fresh_keras_state():
 
 
 @pytest.fixture(autouse=True)
-def _no_tensorflow_datasets(monkeypatch):
-    """No test can reach tensorflow-datasets, and so no test can download."""
+def keras_home(monkeypatch, tmp_path_factory):
+    """No test may reach the network or a real data cache: tensorflow-datasets is blocked, the
+    CIFAR download URLs point at a missing local file, `KERAS_HOME` is an empty directory
+    (returned) and `KERAS_RIR_DATA_DIR` is unset."""
+    from keras_rir import data
+
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    unreachable = tmp_path_factory.mktemp("server") / "unreachable.tar.gz"
+    downloads = {name: (unreachable.as_uri(), md5) for name, (_, md5) in data._DOWNLOADS.items()}
+    monkeypatch.setattr(data, "_DOWNLOADS", downloads)
+    monkeypatch.delenv("KERAS_RIR_DATA_DIR", raising=False)
+    home = tmp_path_factory.mktemp("keras_home")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    return home

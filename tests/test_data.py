@@ -23,24 +23,8 @@ from keras_rir.data import (
 from tests.cifar_archives import encode_records, random_images, write_cifar10, write_cifar100
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OFFICIAL_DOWNLOADS = dict(data_module._DOWNLOADS)  # before the fixture below replaces the URLs
-
-
-@pytest.fixture(autouse=True)
-def keras_home(monkeypatch, tmp_path_factory):
-    """No test here may reach the network or a real cache: tfds is blocked, the URLs point at
-    a missing local file, `KERAS_HOME` is an empty directory, `KERAS_RIR_DATA_DIR` is unset."""
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-    unreachable = tmp_path_factory.mktemp("server") / "unreachable.tar.gz"
-    monkeypatch.setattr(
-        data_module,
-        "_DOWNLOADS",
-        {name: (unreachable.as_uri(), md5) for name, (_, md5) in data_module._DOWNLOADS.items()},
-    )
-    monkeypatch.delenv("KERAS_RIR_DATA_DIR", raising=False)
-    home = tmp_path_factory.mktemp("keras_home")
-    monkeypatch.setenv("KERAS_HOME", str(home))
-    return home
+# Read at import, before the `keras_home` fixture of conftest.py replaces the URLs.
+OFFICIAL_DOWNLOADS = dict(data_module._DOWNLOADS)
 
 
 def assert_matches(data, generated, label_mode="fine"):
