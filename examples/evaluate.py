@@ -8,7 +8,7 @@ Reproduces the accuracies of `keras_rir.models.list_presets()` on any backend:
 Without `--data-dir`, CIFAR-10 comes from `KERAS_RIR_DATA_DIR`, else from the Keras cache
 (downloaded once; see `keras_rir.data.load_cifar`). A path given to `--weights` is loaded into
 the network as built (normalized inputs), so it is evaluated on images normalized with the
-training set's statistics, as `train_cifar.py` trains. `main()` returns `{model: test accuracy}`.
+training set's statistics, as `keras-rir train` trains. `main()` returns `{model: test accuracy}`.
 """
 
 import argparse
