@@ -1,11 +1,11 @@
 """ResNet Init for existing functional Keras CNNs (Table 4).
 
-`apply_resnet_init` rewrites the functional config of a model so that the
-chosen `Conv2D` and `Dense` layers become generalized residual blocks
-(`keras_rir.layers.GeneralizedResidualConv2D` / `GeneralizedResidualDense`:
-ResNet Init kernel plus `PartialIdentityDecay`), keeps every other layer, its
-name, config and weights, and reports which layers it converted and which it
-skipped, and why.
+`apply_resnet_init` clones a functional model with `keras.models.clone_model`,
+replacing the chosen `Conv2D` and `Dense` layers by generalized residual
+blocks (`keras_rir.layers.GeneralizedResidualConv2D` /
+`GeneralizedResidualDense`: ResNet Init kernel plus `PartialIdentityDecay`).
+It keeps every other layer, its name, config and weights, and reports which
+layers it converted and which it skipped, and why.
 
 Reference: arXiv:1603.08029, section 3 and Table 4.
 """
@@ -63,45 +63,63 @@ _DROPPED_KEYS = (
 )
 
 
-def _functional_config(model):
-    """The functional config of `model`, or the library's `ValueError`."""
-    expected = (
-        "a functional `keras.Model` (built with `keras.Model(inputs, outputs)`); "
-        "for a `keras.Sequential`, pass `keras.Model(model.inputs, model.outputs)`"
-    )
-    if not isinstance(model, keras.Model) or isinstance(model, keras.Sequential):
-        raise invalid_value("model", model, expected)
-    try:
-        config = model.get_config()
-    except NotImplementedError as error:
-        raise invalid_value("model", model, expected) from error
-    if not isinstance(config, dict) or not {"layers", "input_layers", "output_layers"} <= set(
-        config
+def _check_model(model):
+    """The library's `ValueError` unless `model` is a functional `keras.Model`."""
+    if (
+        not isinstance(model, keras.Model)
+        or isinstance(model, keras.Sequential)
+        or not hasattr(model, "operations")  # subclassed models have no graph to clone
     ):
-        raise invalid_value("model", model, expected)
-    return config
+        raise invalid_value(
+            "model",
+            model,
+            "a functional `keras.Model` (built with `keras.Model(inputs, outputs)`); "
+            "for a `keras.Sequential`, pass `keras.Model(model.inputs, model.outputs)`",
+        )
 
 
-def _history_names(value):
-    """Names of the layers whose output tensors appear in a serialized call."""
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            return [value["config"]["keras_history"][0]]
-        return [name for item in value.values() for name in _history_names(item)]
-    if isinstance(value, (list, tuple)):
-        return [name for item in value for name in _history_names(item)]
-    return []
+def _clone(model, clone_function, call_function=None):
+    """`keras.models.clone_model` of the graph of `model`, uncompiled, as a `keras.Model`.
+
+    `clone_model` alone would compile the copy like the original, keep a
+    subclass of `keras.Model` and name each input layer after its tensor;
+    cloning an uncompiled view of the graph on copies of the input layers
+    keeps the copy uncompiled, a `keras.Model`, and the input layers' names
+    and configs.
+    """
+    copies = {
+        id(layer.output): type(layer).from_config(layer.get_config()).output
+        for layer in model.layers
+        if isinstance(layer, keras.layers.InputLayer)
+    }
+    return keras.models.clone_model(
+        keras.Model(model.input, model.output, name=model.name),
+        input_tensors=keras.tree.map_structure(lambda x: copies[id(x)], model.input),
+        clone_function=clone_function,
+        call_function=call_function,
+    )
 
 
-def _endpoint_names(endpoints):
-    """Layer names of a config's `input_layers` / `output_layers`."""
-    if endpoints and isinstance(endpoints[0], str):
-        return [endpoints[0]]
-    return [name for endpoint in endpoints for name in _endpoint_names(endpoint)]
+class _Stub(keras.layers.Layer):
+    """A weightless stand-in with the output specs of `layer`, for `_boundary_layers`."""
+
+    def __init__(self, layer):
+        super().__init__(name=layer.name)
+        self.kernel_layer = isinstance(layer, _KERNEL_LAYERS)
+        self._output_spec = layer.compute_output_spec
+        self.built = True
+
+    def compute_output_spec(self, *args, **kwargs):
+        return self._output_spec(*args, **kwargs)
 
 
-def _boundary_layers(model, config):
+def _boundary_layers(model):
     """Kernel layers reachable from an input (output) through no other kernel layer.
+
+    A symbolic `keras.models.clone_model` pass over weightless stand-ins (so
+    nothing is built and no layer of `model` gets a new node) follows which
+    kernel layers, or the model input (None), each tensor comes from through
+    layers without a kernel.
 
     Returns:
         `(first, last)`: names of the layers that read the model input directly
@@ -109,35 +127,23 @@ def _boundary_layers(model, config):
         classifier), looking through layers without kernels (dropout, padding,
         pooling, batch normalization, activations, reshapes, ...).
     """
-    successors = {entry["name"]: set() for entry in config["layers"]}
-    predecessors = {entry["name"]: set() for entry in config["layers"]}
-    for entry in config["layers"]:
-        for source in _history_names(entry["inbound_nodes"]):
-            successors[source].add(entry["name"])
-            predecessors[entry["name"]].add(source)
+    first, origins = set(), {}
 
-    def is_kernel_layer(name):
-        return isinstance(model.get_layer(name), _KERNEL_LAYERS)
+    def call(stub, *args, **kwargs):
+        tensors = [
+            x for x in keras.tree.flatten((args, kwargs)) if isinstance(x, keras.KerasTensor)
+        ]
+        behind = frozenset().union(*(origins.get(id(x), {None}) for x in tensors))
+        if stub.kernel_layer:
+            if None in behind:
+                first.add(stub.name)
+            behind = frozenset({stub.name})
+        outputs = stub(*args, **kwargs)
+        origins.update(dict.fromkeys(map(id, keras.tree.flatten(outputs)), behind))
+        return outputs
 
-    def frontier(starts, edges):
-        found, seen, stack = set(), set(), list(starts)
-        while stack:
-            name = stack.pop()
-            for neighbour in edges[name]:
-                if neighbour in seen:
-                    continue
-                seen.add(neighbour)
-                if is_kernel_layer(neighbour):
-                    found.add(neighbour)
-                else:
-                    stack.append(neighbour)
-        return found
-
-    inputs = _endpoint_names(config["input_layers"])
-    outputs = _endpoint_names(config["output_layers"])
-    last = {name for name in outputs if is_kernel_layer(name)}
-    last |= frontier([name for name in outputs if name not in last], predecessors)
-    return frontier(inputs, successors), last
+    outputs = _clone(model, _Stub, call).outputs
+    return first, set().union(*(origins.get(id(x), {None}) for x in outputs)) - {None}
 
 
 def _existing_l2(layer):
@@ -194,17 +200,16 @@ def resnet_init_report(model, predicate=None, residual_fraction=0.5, l2=None, bi
     >>> [row["layer"] for row in rows if row["action"] == "convert"][:2]
     ['conv2_conv', 'conv3_conv']
     """
-    config = _functional_config(model)
+    _check_model(model)
     residual_fraction = check_residual_fraction(residual_fraction)
     if l2 is not None:
         l2 = check_non_negative("l2", l2)
     check_choice("bias", bias, BIAS_MODES)
     if predicate is not None and not callable(predicate):
         raise invalid_value("predicate", predicate, "None or a callable layer -> bool")
-    first, last = _boundary_layers(model, config) if predicate is None else (set(), set())
+    first, last = _boundary_layers(model) if predicate is None else (set(), set())
     rows = []
-    for entry in config["layers"]:
-        layer = model.get_layer(entry["name"])
+    for layer in model.layers:
         if not isinstance(layer, tuple(_CONVERTIBLE)):
             continue
         row = {
@@ -273,34 +278,6 @@ def format_report(rows):
         + line[4]
         for line in [header, *lines]
     )
-
-
-def _converted_entry(layer, entry, row, residual_fraction, kernel_initializer):
-    """The config entry of the generalized residual version of `layer`."""
-    base = layer.kernel_initializer if kernel_initializer is None else kernel_initializer
-    base = keras.initializers.serialize(base)
-    config = dict(entry["config"])
-    if row["bias"] == "kept":
-        # A generalized residual block with a bias: the same Keras class with
-        # the ResNet Init kernel and the decay towards the partial identity.
-        config["kernel_initializer"] = keras.initializers.serialize(
-            ResNetInitInitializer(base, residual_fraction)
-        )
-        config["kernel_regularizer"] = keras.regularizers.serialize(
-            PartialIdentityDecay(row["l2"], residual_fraction)
-        )
-        new_layer = type(layer).from_config(config)
-    else:
-        for key in _DROPPED_KEYS:
-            config.pop(key, None)
-        config.update(kernel_initializer=base, residual_fraction=residual_fraction, l2=row["l2"])
-        new_layer = _CONVERTIBLE[type(layer)].from_config(config)
-    serialized = keras.saving.serialize_keras_object(new_layer)
-    return {
-        **entry,
-        **{key: serialized[key] for key in ("module", "class_name", "config")},
-        "registered_name": serialized.get("registered_name"),
-    }
 
 
 def apply_resnet_init(
@@ -405,20 +382,28 @@ def apply_resnet_init(
     if verbose:
         print(f"apply_resnet_init({model.name}): {len(converted)} of {len(rows)} converted")
         print(table)
-    config = _functional_config(model)
-    config["layers"] = [
-        _converted_entry(
-            model.get_layer(entry["name"]),
-            entry,
-            converted[entry["name"]],
-            residual_fraction,
-            kernel_initializer,
+
+    def clone(layer):
+        row = converted.get(layer.name)
+        config = layer.get_config()
+        if row is None:
+            return type(layer).from_config(config)
+        base = layer.kernel_initializer if kernel_initializer is None else kernel_initializer
+        initializer = keras.initializers.serialize(base)
+        if row["bias"] == "kept":
+            # A generalized residual block with a bias: the same Keras class with
+            # the ResNet Init kernel and the decay towards the partial identity.
+            config["kernel_initializer"] = ResNetInitInitializer(initializer, residual_fraction)
+            config["kernel_regularizer"] = PartialIdentityDecay(row["l2"], residual_fraction)
+            return type(layer).from_config(config)
+        for key in _DROPPED_KEYS:
+            config.pop(key, None)
+        config.update(
+            kernel_initializer=initializer, residual_fraction=residual_fraction, l2=row["l2"]
         )
-        if entry["name"] in converted
-        else entry
-        for entry in config["layers"]
-    ]
-    new_model = keras.Model.from_config(config)
+        return _CONVERTIBLE[type(layer)].from_config(config)
+
+    new_model = _clone(model, clone)
     for layer in model.layers:
         if layer.name not in converted and layer.weights:
             new_model.get_layer(layer.name).set_weights(layer.get_weights())

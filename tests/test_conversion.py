@@ -196,6 +196,35 @@ def test_verbose_prints_table(capsys):
     assert "conv1_conv" in printed and "reads the model input" in printed
 
 
+def test_graph_nested_model_shared_layer_and_compiled_original():
+    """The copy keeps the graph, input names and nested models; the original is left alone."""
+    inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name="inner_dense")])
+    inputs = keras.Input((8,))  # unnamed: its layer and its tensor have different names
+    x = keras.layers.Dense(8, name="stem")(inputs)
+    shared = keras.layers.Dense(8, use_bias=False, name="shared")
+    outputs = keras.layers.Dense(2, name="classifier")(inner(shared(shared(x))))
+    model = keras.Model(inputs, outputs, name="nested")
+    model.compile("sgd", "mse")
+    config = model.get_config()
+    rows = {row["layer"]: row for row in resnet_init_report(model)}
+    assert rows["stem"]["reason"].startswith("reads the model input")
+    # The nested model is a boundary: `shared` produces its input, not the model output.
+    assert rows["shared"]["action"] == "convert"
+
+    converted = apply_resnet_init(model, verbose=False)
+    assert [layer.name for layer in converted.layers] == [layer.name for layer in model.layers]
+    assert not converted.compiled
+    layer = converted.get_layer("shared")
+    assert isinstance(layer, GeneralizedResidualDense) and len(layer.weights) == 1
+    twin = converted.get_layer(inner.name)
+    assert isinstance(twin, keras.Sequential) and twin is not inner and same_weights(inner, twin)
+    x = np.random.default_rng(3).random((2, 8)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(twin(x)), keras.ops.convert_to_numpy(inner(x)), atol=1e-6
+    )
+    assert model.get_config() == config and model.compiled
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="no layer would be converted"):
         apply_resnet_init(models.all_cnn_c(**SMALL), predicate=lambda layer: False)
