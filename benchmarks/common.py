@@ -24,7 +24,8 @@ import keras
 import numpy as np
 
 import keras_rir
-from keras_rir import flops, reporting, training
+from benchmarks import flops
+from keras_rir import reporting, training
 
 # Every network of Table 7, in the paper's order.
 TABLE7 = (

@@ -3,7 +3,7 @@
 For each network and batch size: the first step's time (tracing and
 compilation), images/s of the median timed window with the slowest and fastest
 windows, achieved GFLOP/s (6 x multiply-adds per image, see
-`keras_rir.flops.training_flops`) next to the CPU's estimated peak, and the
+`benchmarks.flops.training_flops`) next to the CPU's estimated peak, and the
 process's peak resident memory.
 
 Usage (from the repository root):

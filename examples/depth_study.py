@@ -21,7 +21,7 @@ Usage (from the repository root, with `PYTHONPATH=.` or after `pip install -e .`
 import argparse
 import os
 
-from keras_rir import experiments
+import experiments
 
 
 def config(text):

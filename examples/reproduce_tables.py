@@ -24,7 +24,7 @@ report says so in its first line. `main()` returns `{run id: test accuracy}`.
 
 import argparse
 
-from keras_rir import experiments
+import experiments
 
 TABLES = ("1", "2", "3", "4")
 

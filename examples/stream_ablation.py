@@ -28,9 +28,10 @@ import csv
 import json
 import os
 
+import experiments
 import keras
 
-from keras_rir import analysis, experiments, reporting
+from keras_rir import analysis, reporting
 from keras_rir import data as data_lib
 
 GENERALIZED_MODELS = ("resnet_init32", "rir32", "wide_resnet_init18", "wide_rir18")
@@ -54,6 +55,38 @@ def parse_args(argv=None):
     )
     experiments.add_budget_arguments(parser)
     return parser.parse_args(argv)
+
+
+def plot_stream_ablation(rows, path, title=None):
+    """Plots accuracy against layer, one line per stream, and the unablated accuracy.
+
+    Draws on a `matplotlib.figure.Figure` (Agg canvas), leaving pyplot's state alone.
+
+    Args:
+        rows: the non-empty list returned by `keras_rir.analysis.stream_ablation`.
+        path: PNG file to write.
+        title: optional plot title.
+
+    Returns:
+        `path`.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
+    for stream in analysis.STREAMS:
+        points = [(row["index"], row["accuracy"]) for row in rows if row["stream"] == stream]
+        if points:
+            layers, accuracies = zip(*points, strict=True)
+            axes.plot(layers, accuracies, marker="o", label=f"{stream} stream zeroed")
+    axes.axhline(rows[0]["baseline_accuracy"], color="gray", linestyle="--", label="unablated")
+    axes.set_xlabel("generalized residual layer")
+    axes.set_ylabel("accuracy")
+    axes.set_title(title or f"Stream ablation (zeroed by {rows[0]['by']} channels)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return path
 
 
 def _trained_model(args, budget, data_dirs):
@@ -124,7 +157,7 @@ def main(argv=None):
             writer = csv.DictWriter(file, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        analysis.plot_stream_ablation(rows, f"{stem}.png")
+        plot_stream_ablation(rows, f"{stem}.png")
         print(f"unablated accuracy {rows[0]['baseline_accuracy']:.4f} (zeroed by {by})")
         for row in rows:
             print(f"{row['index']:3d} {row['layer']:32s} {row['stream']:9s} {row['accuracy']:.4f}")

@@ -1,4 +1,10 @@
-"""keras_rir: ResNet in ResNet (Targ, Almeida, Lyman, arXiv:1603.08029) for Keras 3."""
+"""keras_rir: ResNet in ResNet (Targ, Almeida, Lyman, arXiv:1603.08029) for Keras 3.
+
+`import keras_rir` loads the networks and their parts. The subpackages
+`keras_rir.training` (the paper's recipe and `train`) and `keras_rir.tuning`
+(the hyperparameter search, needs `keras-tuner`) load when imported:
+`from keras_rir import training`.
+"""
 
 from keras_rir import (
     analysis,
@@ -11,7 +17,6 @@ from keras_rir import (
     normalization,
     preprocessing,
     regularizers,
-    training,
 )
 from keras_rir.conversion import apply_resnet_init, resnet_init_report
 
@@ -30,5 +35,4 @@ __all__ = [
     "preprocessing",
     "regularizers",
     "resnet_init_report",
-    "training",
 ]

@@ -15,7 +15,7 @@ from keras_rir._validation import check_choice, check_positive_int, invalid_valu
 from keras_rir.initializers import partial_identity, residual_width
 from keras_rir.layers import DualStreamConv2D, GeneralizedResidualConv2D, GeneralizedResidualDense
 
-__all__ = ["ABLATION_MODES", "STREAMS", "ablated_kernel", "plot_stream_ablation", "stream_ablation"]
+__all__ = ["ABLATION_MODES", "STREAMS", "ablated_kernel", "stream_ablation"]
 
 STREAMS = ("residual", "transient")
 ABLATION_MODES = ("output", "input")
@@ -166,7 +166,6 @@ def stream_ablation(model, x, y, by="output", batch_size=500, layer_names=None):
 
     Example:
     >>> rows = keras_rir.analysis.stream_ablation(model, x_test, y_test)
-    >>> keras_rir.analysis.plot_stream_ablation(rows, "ablation.png")
 
     Reference: arXiv:1603.08029, Figure 3.
     """
@@ -216,41 +215,3 @@ def stream_ablation(model, x, y, by="output", batch_size=500, layer_names=None):
                 }
             )
     return rows
-
-
-def plot_stream_ablation(rows, path, title=None):
-    """Plots accuracy against layer, one line per stream, and the unablated accuracy.
-
-    Imports matplotlib when called and draws on a `matplotlib.figure.Figure`
-    (Agg canvas), leaving pyplot's state alone.
-
-    Args:
-        rows: the list returned by `stream_ablation`.
-        path: PNG file to write.
-        title: optional plot title.
-
-    Returns:
-        `path`.
-
-    Example:
-    >>> keras_rir.analysis.plot_stream_ablation(rows, "ablation.png")
-    """
-    if not rows:
-        raise invalid_value("rows", rows, "the non-empty list returned by stream_ablation")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7, 4))
-    axes = figure.subplots()
-    for stream in STREAMS:
-        points = [(row["index"], row["accuracy"]) for row in rows if row["stream"] == stream]
-        if points:
-            layers, accuracies = zip(*points, strict=True)
-            axes.plot(layers, accuracies, marker="o", label=f"{stream} stream zeroed")
-    axes.axhline(rows[0]["baseline_accuracy"], color="gray", linestyle="--", label="unablated")
-    axes.set_xlabel("generalized residual layer")
-    axes.set_ylabel("accuracy")
-    axes.set_title(title or f"Stream ablation (zeroed by {rows[0]['by']} channels)")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return path

@@ -1,14 +1,25 @@
-"""Loads a script of examples/ as a module, so tests call its functions in-process."""
+"""Loads a script of examples/ (or tuning/) as a module, so tests call its functions in-process."""
 
 import importlib.util
 import os
+import sys
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(REPO, "examples")
+TUNING = os.path.join(REPO, "tuning")
 
 
-def load_script(name):
-    """Imports `examples/<name>.py` under the module name `name`; returns the module."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(EXAMPLES, f"{name}.py"))
+def load_script(name, folder=EXAMPLES):
+    """Imports `<folder>/<name>.py` under the module name `name`; returns the module.
+
+    As when the script runs, `folder` is first on `sys.path` while it is imported, so that
+    its imports of the modules beside it (`import experiments`) resolve.
+    """
+    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
     return module

@@ -2,10 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rir.analysis import ablated_kernel, plot_stream_ablation, stream_ablation
+from keras_rir.analysis import ablated_kernel, stream_ablation
 from keras_rir.initializers import partial_identity
 from keras_rir.layers import DualStreamConv2D, GeneralizedResidualConv2D, GeneralizedResidualDense
-from tests import plots
 
 
 def numpy(x):
@@ -159,18 +158,6 @@ def test_explicit_layers_give_the_same_rows():
         )
 
 
-def test_plot(tmp_path):
-    rows = [
-        {"index": i, "layer": f"l{i}", "stream": s, "by": "output", "accuracy": a}
-        | {"baseline_accuracy": 0.9}
-        for i, s, a in [(1, "residual", 0.5), (1, "transient", 0.8), (2, "residual", 0.7)]
-    ]
-    pixels = plots.read_png(plot_stream_ablation(rows, str(tmp_path / "ablation.png")))
-    changed = [{**row, "accuracy": 1.0 - row["accuracy"]} for row in rows]
-    other = plots.read_png(plot_stream_ablation(changed, str(tmp_path / "changed.png")))
-    plots.assert_depends_on_data(pixels, other)
-
-
 def test_bad_input():
     plain_inputs = keras.Input((4,))
     plain = keras.Model(plain_inputs, keras.layers.Dense(2)(plain_inputs))
@@ -187,5 +174,3 @@ def test_bad_input():
         stream_ablation(model, x, [0, 1, 0], layer_names=["third"])
     with pytest.raises(ValueError, match="`stream`"):
         ablated_kernel(np.zeros((3, 3)), "shortcut")
-    with pytest.raises(ValueError, match="`rows`"):
-        plot_stream_ablation([], "unused.png")

@@ -18,7 +18,7 @@ from benchmarks import (
     torch_reference,
     train_step,
 )
-from keras_rir.flops import multiply_adds
+from benchmarks.flops import multiply_adds
 from keras_rir.layers import GeneralizedResidualConv2D
 from keras_rir.regularizers import PartialIdentityDecay
 

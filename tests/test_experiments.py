@@ -1,4 +1,4 @@
-"""Tests of keras_rir.experiments and the scripts of examples/ that use it."""
+"""Tests of examples/experiments.py and the scripts of examples/ that use it."""
 
 import inspect
 import json
@@ -6,10 +6,12 @@ import os
 
 import pytest
 
-from keras_rir import experiments, models
+from keras_rir import models, training
 from tests import plots
 from tests.cifar_archives import write_cifar10
 from tests.example_scripts import load_script
+
+experiments = load_script("experiments")
 
 TINY = ["--epochs", "1", "--batch-size", "10", "--max-test-examples", "10", "--verbose", "0"]
 
@@ -84,6 +86,17 @@ def test_every_run_is_a_registered_builder_call():
         assert spec.dataset in ("cifar10", "cifar100")
 
 
+def test_budget_defaults_are_the_recipe():
+    recipe = training.PAPER_RECIPE
+    budget = experiments.PAPER_BUDGET
+    assert (budget.epochs, budget.batch_size, budget.learning_rate) == (
+        recipe.epochs,
+        recipe.batch_size,
+        recipe.learning_rate,
+    )
+    assert budget == experiments.Budget()
+
+
 def test_budget_statement():
     assert experiments.PAPER_BUDGET.reductions() == []
     assert experiments.budget_statement(experiments.PAPER_BUDGET).startswith("Budget: the paper")
@@ -92,7 +105,7 @@ def test_budget_statement():
     assert statement.startswith("**Reduced budget**")
     assert "2 epochs instead of the paper's 82" in statement
     assert "1,000 training images instead of 50,000" in statement
-    assert "batch size 100" in statement
+    assert "batch size 100 instead of the paper's 500" in statement
 
 
 def fake_train(calls):
@@ -195,10 +208,24 @@ def test_plot_depth(tmp_path):
     plots.assert_depends_on_data(pixels, other)
 
 
+def test_plot_stream_ablation(tmp_path):
+    plot_stream_ablation = load_script("stream_ablation").plot_stream_ablation
+    rows = [
+        {"index": i, "layer": f"l{i}", "stream": s, "by": "output", "accuracy": a}
+        | {"baseline_accuracy": 0.9}
+        for i, s, a in [(1, "residual", 0.5), (1, "transient", 0.8), (2, "residual", 0.7)]
+    ]
+    pixels = plots.read_png(plot_stream_ablation(rows, str(tmp_path / "ablation.png")))
+    changed = [{**row, "accuracy": 1.0 - row["accuracy"]} for row in rows]
+    other = plots.read_png(plot_stream_ablation(changed, str(tmp_path / "changed.png")))
+    plots.assert_depends_on_data(pixels, other)
+
+
 def test_script_defaults_are_the_paper():
     args = load_script("reproduce_tables").parse_args([])
     assert args.table == ["1", "2", "3", "4"]
     assert (args.epochs, args.batch_size, args.seed) == (82, 500, 0)
+    assert args.learning_rate == training.PAPER_RECIPE.learning_rate
     assert args.max_train_examples is None and args.max_test_examples is None
     args = load_script("depth_study").parse_args([])
     assert args.configs == [(15, 2), (3, 10), (6, 5), (15, 5), (9, 3)]

@@ -2,7 +2,7 @@ import keras
 import pytest
 
 import keras_rir
-from keras_rir.flops import TRAINING_FLOPS_PER_MULTIPLY_ADD, multiply_adds, training_flops
+from benchmarks.flops import TRAINING_FLOPS_PER_MULTIPLY_ADD, multiply_adds, training_flops
 
 
 def conv(size, kernel, c_in, c_out):

@@ -14,6 +14,7 @@ from keras_rir import tuning
 from keras_rir.layers import GeneralizedResidualConv2D, IdentityShortcut
 from keras_rir.regularizers import PartialIdentityDecay
 from tests import plots
+from tests.example_scripts import TUNING, load_script
 
 TINY = {"num_blocks": 3, "layers_per_block": 1, "stage_filters": (4, 8, 8)}
 SHAPE = (8, 8, 3)
@@ -318,11 +319,10 @@ def test_search_writes_results_and_evaluates_the_best_model(tmp_path):
     assert all(row["status"] == "COMPLETED" for row in read)
     assert all(float(row["wall_time"]) > 0 for row in read)
 
-    plot = plots.read_png(tuning.plot_trials(rows, tmp_path / "trials.png"))
+    plot_trials = load_script("plots", TUNING).plot_trials
+    plot = plots.read_png(plot_trials(rows, tmp_path / "trials.png"))
     changed = [{**row, "val_accuracy": 1.0 - row["val_accuracy"]} for row in rows]
-    plots.assert_depends_on_data(
-        plot, plots.read_png(tuning.plot_trials(changed, tmp_path / "b.png"))
-    )
+    plots.assert_depends_on_data(plot, plots.read_png(plot_trials(changed, tmp_path / "b.png")))
 
     table = tuning.format_table(rows)
     assert len(table.splitlines()) == 4 and "val_accuracy" in table

@@ -16,12 +16,11 @@ import threading
 
 import pytest
 
-from keras_rir import tuning
 from tests import holding
 from tests.cifar_archives import write_cifar10
+from tests.example_scripts import REPO, TUNING, load_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SEARCH = os.path.join(REPO, "tuning", "search.py")
+SEARCH = os.path.join(TUNING, "search.py")
 TINY = {"num_blocks": 3, "layers_per_block": 1, "stage_filters": [4, 8, 8]}
 TIMEOUT = 900
 
@@ -201,14 +200,14 @@ WORKER_SCRIPT = textwrap.dedent(
 
 
 def test_launcher_restarts_a_dead_worker_under_its_id(tmp_path):
-    launcher = tuning.Launcher(
+    search = load_script("launcher", TUNING).Launcher(
         [sys.executable, "-c", WORKER_SCRIPT, str(tmp_path)],
         num_workers=2,
         port=12345,
         log_dir=str(tmp_path / "logs"),
     )
-    assert launcher.start().wait(timeout=60) == 0
-    assert launcher.restarts == {"tuner0": 0, "tuner1": 1}
+    assert search.start().wait(timeout=60) == 0
+    assert search.restarts == {"tuner0": 0, "tuner1": 1}
     assert (tmp_path / "chief.env").read_text() == "127.0.0.1:12345\n"
     assert (tmp_path / "tuner0.env").read_text() == "127.0.0.1:12345\n"
     # Started twice under the same ID: killed once, then finished.
@@ -225,15 +224,17 @@ def test_launcher_stops_a_worker_that_keeps_dying(tmp_path):
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
-    launcher = tuning.Launcher([sys.executable, "-c", script], num_workers=1, max_restarts=2)
+    search = load_script("launcher", TUNING).Launcher(
+        [sys.executable, "-c", script], num_workers=1, max_restarts=2
+    )
     # The chief would sleep for 60 s: the launcher stops it when it gives up on the worker.
-    assert launcher.start().wait(timeout=50) == -signal.SIGKILL
-    assert launcher.restarts == {"tuner0": 2}
-    assert all(process.poll() is not None for process in launcher.processes.values())
+    assert search.start().wait(timeout=50) == -signal.SIGKILL
+    assert search.restarts == {"tuner0": 2}
+    assert all(process.poll() is not None for process in search.processes.values())
 
 
 def test_tuner_env():
-    assert tuning.tuner_env("tuner3", "10.0.0.1", 8000) == {
+    assert load_script("launcher", TUNING).tuner_env("tuner3", "10.0.0.1", 8000) == {
         "KERASTUNER_TUNER_ID": "tuner3",
         "KERASTUNER_ORACLE_IP": "10.0.0.1",
         "KERASTUNER_ORACLE_PORT": "8000",

@@ -37,6 +37,8 @@ import sys
 import time
 
 import keras
+import launcher
+import plots
 
 from keras_rir import data, reporting, tuning
 
@@ -118,7 +120,7 @@ def launch(args, argv):
         shutil.rmtree(project)
     command = [sys.executable, os.path.abspath(__file__), *_child_argv(argv)]
     print(f"[launcher] chief and {args.workers} workers on {args.host}", flush=True)
-    code = tuning.launch(
+    code = launcher.launch(
         command,
         args.workers,
         host=args.host,
@@ -138,7 +140,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.workers and "KERASTUNER_ORACLE_IP" not in os.environ:
         return launch(args, argv)
-    worker = tuning.is_worker()
+    worker = launcher.is_worker()
 
     cifar = data.load_cifar(args.dataset, args.data_dir, max_train_examples=args.max_train_examples)
     train, (x_val, y_val) = data.holdout(cifar, args.validation_examples, seed=args.seed)
@@ -189,7 +191,7 @@ def main(argv=None):
 
     rows = tuning.trial_rows(tuner.oracle)
     tuning.write_trials_csv(rows, os.path.join(project, "trials.csv"))
-    tuning.plot_trials(rows, os.path.join(project, "trials.png"))
+    plots.plot_trials(rows, os.path.join(project, "trials.png"))
     test = tuning.evaluate_best(tuner, cifar.x_test, cifar.y_test, batch_size=args.batch_size)
     best = tuning.write_best_json(
         rows,

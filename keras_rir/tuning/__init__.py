@@ -4,9 +4,10 @@ on one machine or many.
 `RiRHyperModel` spans the five axes of the paper's grid (learning rate, L2
 penalty, initializer, optimizer, shortcut) over any `keras_rir.models` network;
 `make_tuner` searches it, maximizing accuracy on data held out from the
-training set; the functions of `results` write `trials.csv`, `best.json` and
-`trials.png`; `Launcher` runs a chief and workers (KerasTuner's distributed
-mode). `tuning/search.py` is the command line over all of it.
+training set; the functions of `results` write `trials.csv` and `best.json`
+and evaluate the best trial. `tuning/search.py` (with `tuning/launcher.py`, a
+chief and workers on one machine in KerasTuner's distributed mode, and
+`tuning/plots.py`, `trials.png`) is the command line over all of it.
 
 Needs `keras-tuner` (and `grpcio`, `protobuf` for distributed searches):
 `pip install keras-rir[tuning]`.
@@ -20,7 +21,6 @@ Example:
 Reference: arXiv:1603.08029, section 3.
 """
 
-from keras_rir.tuning.distributed import Launcher, free_port, is_worker, launch, tuner_env
 from keras_rir.tuning.hypermodel import (
     AXES,
     DEFAULT_INITIALIZERS,
@@ -37,7 +37,6 @@ from keras_rir.tuning.results import (
     evaluate_best,
     format_table,
     load_best_model,
-    plot_trials,
     project_dir,
     trial_rows,
     write_best_json,
@@ -53,7 +52,6 @@ __all__ = [
     "DEFAULT_OPTIMIZERS",
     "DEFAULT_SHORTCUTS",
     "INITIALIZERS",
-    "Launcher",
     "OBJECTIVE",
     "OPTIMIZERS",
     "ResumableGridSearchOracle",
@@ -62,15 +60,10 @@ __all__ = [
     "TUNERS",
     "evaluate_best",
     "format_table",
-    "free_port",
-    "is_worker",
-    "launch",
     "load_best_model",
     "make_tuner",
-    "plot_trials",
     "project_dir",
     "trial_rows",
-    "tuner_env",
     "write_best_json",
     "write_trials_csv",
 ]

@@ -1,4 +1,4 @@
-"""Reading a finished search: one row per trial, `trials.csv`, `best.json`, `trials.png`."""
+"""Reading a finished search: one row per trial, `trials.csv`, `best.json`, the best model."""
 
 import csv
 import json
@@ -13,7 +13,6 @@ __all__ = [
     "evaluate_best",
     "format_table",
     "load_best_model",
-    "plot_trials",
     "project_dir",
     "trial_rows",
     "write_best_json",
@@ -129,63 +128,6 @@ def _format(value):
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-def plot_trials(rows, path, axes=AXES):
-    """Saves validation accuracy per trial grouped by each axis, one panel per axis.
-
-    Each panel shows every finished trial as a dot above the value it used on
-    that axis, and the mean per value as a bar, so that an axis whose values
-    separate the dots is an axis that matters.
-
-    Args:
-        rows: from `trial_rows`.
-        path: PNG file to write.
-        axes: hyperparameter names, one panel each (those searched with a
-            single value are left out).
-
-    Returns:
-        `path`.
-
-    Example:
-    >>> keras_rir.tuning.plot_trials(rows, "/tmp/search/trials.png")
-    '/tmp/search/trials.png'
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    finished = _ranked(rows)
-    present = [name for name in axes if any(name in row for row in rows)]
-    # Axes searched with one value say nothing; keep them only if nothing varied.
-    varied = [name for name in present if len({str(row.get(name)) for row in rows}) > 1]
-    axes = varied or present or [OBJECTIVE]
-    figure, panels = plt.subplots(
-        1, len(axes), figsize=(3.2 * len(axes), 3.2), sharey=True, squeeze=False
-    )
-    for panel, name in zip(panels[0], axes, strict=True):
-        values = []
-        for row in rows:
-            if row.get(name) not in values:
-                values.append(row.get(name))
-        for position, value in enumerate(values):
-            scores = [row[OBJECTIVE] for row in finished if row.get(name) == value]
-            if scores:
-                panel.bar(position, sum(scores) / len(scores), color="#c6dbef", width=0.6)
-                jitter = [
-                    position + 0.25 * (i / max(len(scores) - 1, 1) - 0.5)
-                    for i in range(len(scores))
-                ]
-                panel.scatter(jitter, scores, color="#08519c", s=14, zorder=3)
-        panel.set_xticks(range(len(values)), [_format(value) for value in values], rotation=30)
-        panel.set_title(name)
-        panel.grid(axis="y", alpha=0.3)
-    panels[0][0].set_ylabel(OBJECTIVE)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
 
 
 def load_best_model(tuner):

@@ -71,7 +71,7 @@ def multiply_adds(model, by_layer=False):
         `(total, {layer_name: macs})`.
 
     Example:
-    >>> keras_rir.flops.multiply_adds(keras_rir.models.rir32())
+    >>> flops.multiply_adds(keras_rir.models.rir32())
     71221888
 
     Reference: arXiv:1603.08029, appendix 6.1.
@@ -101,6 +101,6 @@ def training_flops(model):
         FLOPs per example of a training step, an int.
 
     Example:
-    >>> keras_rir.flops.training_flops(keras_rir.models.wide_rir18())
+    >>> flops.training_flops(keras_rir.models.wide_rir18())
     """
     return TRAINING_FLOPS_PER_MULTIPLY_ADD * multiply_adds(model)

@@ -1,5 +1,8 @@
 """Distributed search: KerasTuner's chief/worker mode, and a launcher for one machine.
 
+The launcher of `search.py --workers N` (not part of the installed package;
+`search.py` imports it as `launcher`, its folder being first on `sys.path`).
+
 KerasTuner runs one oracle in a chief process, which serves trials over gRPC,
 and any number of worker processes, which ask the chief for a trial, train it
 and report back. Every process runs the same search command; three environment
@@ -49,7 +52,7 @@ def tuner_env(tuner_id, host="127.0.0.1", port=8000):
         `KERASTUNER_ORACLE_PORT`.
 
     Example:
-    >>> env = {**os.environ, **keras_rir.tuning.tuner_env("tuner0", "10.0.0.1", 8000)}
+    >>> env = {**os.environ, **launcher.tuner_env("tuner0", "10.0.0.1", 8000)}
     """
     return {
         "KERASTUNER_TUNER_ID": str(tuner_id),
@@ -62,7 +65,7 @@ def free_port(host="127.0.0.1"):
     """A TCP port that is free on `host` now.
 
     Example:
-    >>> port = keras_rir.tuning.free_port()
+    >>> port = launcher.free_port()
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -73,7 +76,7 @@ def is_worker():
     """Whether this process is a worker of a distributed search (not the chief).
 
     Example:
-    >>> keras_rir.tuning.is_worker()
+    >>> launcher.is_worker()
     False
     """
     return (
@@ -103,10 +106,10 @@ class Launcher:
         env: environment of the processes (default: this one's).
 
     Example:
-    >>> launcher = keras_rir.tuning.Launcher(
+    >>> search = launcher.Launcher(
     ...     [sys.executable, "tuning/search.py", "--epochs", "1"], num_workers=2)
-    >>> launcher.start()
-    >>> launcher.wait(timeout=3600)
+    >>> search.start()
+    >>> search.wait(timeout=3600)
     0
     """
 
@@ -256,7 +259,7 @@ def launch(command, num_workers, timeout=None, **kwargs):
         The chief's exit code.
 
     Example:
-    >>> keras_rir.tuning.launch([sys.executable, "tuning/search.py"], num_workers=2)
+    >>> launcher.launch([sys.executable, "tuning/search.py"], num_workers=2)
     0
     """
     return Launcher(command, num_workers, **kwargs).start().wait(timeout=timeout)

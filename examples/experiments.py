@@ -1,5 +1,9 @@
 """The paper's experiments as data: Tables 1-6, resumable runs, `tables.md` and `depth.png`.
 
+The shared module of `reproduce_tables.py`, `depth_study.py` and
+`stream_ablation.py` (not part of the installed package; the scripts import it
+as `experiments`, their folder being first on `sys.path`).
+
 Every table row holds the paper's accuracy and, where this library can build
 the network, a `RunSpec` naming the model to train. `run_experiments` trains
 each distinct run once with `keras_rir.training.train` (one run after
@@ -15,7 +19,7 @@ import json
 import os
 import time
 
-from keras_rir import reporting
+from keras_rir import reporting, training
 from keras_rir._validation import check_positive_int, invalid_value
 
 __all__ = [
@@ -35,8 +39,6 @@ __all__ = [
     "plot_depth",
     "run_experiments",
 ]
-
-DATASET_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +96,7 @@ def main_tables():
         A dict `{"table1": Table, ..., "table4": Table}`.
 
     Example:
-    >>> keras_rir.experiments.main_tables()["table3"].rows[-1].paper_accuracy
+    >>> experiments.main_tables()["table3"].rows[-1].paper_accuracy
     92.97
 
     Reference: arXiv:1603.08029, Tables 1-4.
@@ -177,7 +179,7 @@ def depth_tables(configs=None, layers_per_block=None, num_blocks=15):
         and a RiR row per depth.
 
     Example:
-    >>> tables = keras_rir.experiments.depth_tables(configs=[(9, 3)], layers_per_block=[2, 4])
+    >>> tables = experiments.depth_tables(configs=[(9, 3)], layers_per_block=[2, 4])
 
     Reference: arXiv:1603.08029, Tables 5-6 and Figure 4.
     """
@@ -219,23 +221,22 @@ def depth_tables(configs=None, layers_per_block=None, num_blocks=15):
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """How much training each run gets; the defaults are the paper's recipe.
+    """How much training each run gets; the defaults are `keras_rir.training.PAPER_RECIPE`'s.
 
     Attributes:
-        epochs: passes over the training set (paper: 82; the learning-rate
-            decays scale with it).
-        batch_size: minibatch size (paper: 500).
-        learning_rate: initial learning rate (not in the paper); None uses
-            `keras_rir.training.DEFAULT_LEARNING_RATE`.
-        max_train_examples: train on the first N examples (None: all 50,000).
+        epochs: passes over the training set (the learning-rate decays scale
+            with it).
+        batch_size: minibatch size.
+        learning_rate: initial learning rate (not in the paper).
+        max_train_examples: train on the first N examples (None: all of them).
         max_test_examples: evaluate on the first N test examples (None: all
-            10,000).
+            of them).
         seed: seed of every run.
     """
 
-    epochs: int = 82
-    batch_size: int = 500
-    learning_rate: float | None = None
+    epochs: int = training.PAPER_RECIPE.epochs
+    batch_size: int = training.PAPER_RECIPE.batch_size
+    learning_rate: float = training.PAPER_RECIPE.learning_rate
     max_train_examples: int | None = None
     max_test_examples: int | None = None
     seed: int = 0
@@ -250,7 +251,9 @@ class Budget:
         if self.max_test_examples is not None and self.max_test_examples < 10_000:
             notes.append(f"the first {self.max_test_examples:,} test images instead of 10,000")
         if self.batch_size != PAPER_BUDGET.batch_size:
-            notes.append(f"batch size {self.batch_size} instead of 500")
+            notes.append(
+                f"batch size {self.batch_size} instead of the paper's {PAPER_BUDGET.batch_size}"
+            )
         return notes
 
 
@@ -272,7 +275,7 @@ def add_budget_arguments(parser, output_dir="runs/experiments"):
         `parser`.
 
     Example:
-    >>> parser = keras_rir.experiments.add_budget_arguments(argparse.ArgumentParser())
+    >>> parser = experiments.add_budget_arguments(argparse.ArgumentParser())
     """
     parser.add_argument(
         "--cifar10-dir", help="local CIFAR-10 in the binary layout (else tensorflow-datasets)"
@@ -285,7 +288,8 @@ def add_budget_arguments(parser, output_dir="runs/experiments"):
     parser.add_argument(
         "--learning-rate",
         type=float,
-        help="initial learning rate (default: keras_rir.training.DEFAULT_LEARNING_RATE)",
+        default=PAPER_BUDGET.learning_rate,
+        help="initial learning rate (not in the paper)",
     )
     parser.add_argument("--max-train-examples", type=int, help="train on the first N images only")
     parser.add_argument("--max-test-examples", type=int, help="test on the first N images only")
@@ -307,7 +311,7 @@ def budget_from_args(args):
         `(budget, data_dirs)`.
 
     Example:
-    >>> budget, data_dirs = keras_rir.experiments.budget_from_args(args)
+    >>> budget, data_dirs = experiments.budget_from_args(args)
     """
     budget = Budget(
         epochs=check_positive_int("epochs", args.epochs),
@@ -334,7 +338,10 @@ def budget_statement(budget):
             + "; ".join(reductions)
             + ". These accuracies are not comparable with the paper's."
         )
-    return "Budget: the paper's recipe (82 epochs, batch 500, all training images)."
+    return (
+        f"Budget: the paper's recipe ({PAPER_BUDGET.epochs} epochs, "
+        f"batch {PAPER_BUDGET.batch_size}, all training images)."
+    )
 
 
 def _load_data(dataset, data_dirs, budget, cache):
@@ -431,14 +438,12 @@ def run_experiments(
             with a different budget (use another `output_dir`).
 
     Example:
-    >>> summaries = keras_rir.experiments.run_experiments(
-    ...     [keras_rir.experiments.main_tables()["table3"]], "runs/table3",
+    >>> summaries = experiments.run_experiments(
+    ...     [experiments.main_tables()["table3"]], "runs/table3",
     ...     data_dirs={"cifar10": "data/cifar10"},
-    ...     budget=keras_rir.experiments.Budget(epochs=10, max_train_examples=5000))
+    ...     budget=experiments.Budget(epochs=10, max_train_examples=5000))
     """
     if train_fn is None:
-        from keras_rir import training
-
         train_fn = training.train
     tables = list(tables.values()) if isinstance(tables, dict) else list(tables)
     specs = list(dict.fromkeys(row.run for table in tables for row in table.rows if row.run))
@@ -468,17 +473,16 @@ def run_experiments(
         record["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         reporting.write_results(record, record_path)
         print(f"[experiments] {spec.run_id}: training", flush=True)
-        kwargs = {} if budget.learning_rate is None else {"learning_rate": budget.learning_rate}
         results = train_fn(
             spec.model_name,
             _load_data(spec.dataset, data_dirs, budget, cache),
             run_dir,
             epochs=budget.epochs,
             batch_size=budget.batch_size,
+            learning_rate=budget.learning_rate,
             seed=budget.seed,
             model_kwargs=dict(spec.model_kwargs),
             verbose=verbose,
-            **kwargs,
         )
         record["status"] = "finished"
         reporting.write_results(record, record_path)
@@ -525,7 +529,7 @@ def markdown_tables(tables, summaries, budget=PAPER_BUDGET):
         training images, wall time, device and run id.
 
     Example:
-    >>> print(keras_rir.experiments.markdown_tables(keras_rir.experiments.main_tables(), {}))
+    >>> print(experiments.markdown_tables(experiments.main_tables(), {}))
     """
     tables = list(tables.values()) if isinstance(tables, dict) else list(tables)
     lines = [budget_statement(budget), ""]
@@ -585,7 +589,7 @@ def plot_depth(table, summaries, path):
         `path`.
 
     Example:
-    >>> keras_rir.experiments.plot_depth(depth_tables()["table6"], summaries, "depth.png")
+    >>> experiments.plot_depth(depth_tables()["table6"], summaries, "depth.png")
     """
     from matplotlib.figure import Figure
 
