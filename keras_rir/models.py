@@ -1,7 +1,9 @@
-"""Builders for every network of Table 7, ALL-CNN-C and the depth studies, with a registry.
+"""The networks of Table 7, the depth studies and ALL-CNN-C, with a registry.
 
-Every builder returns a functional `keras.Model` mapping `(batch, *input_shape)`
-images to float32 class probabilities.
+`ResidualNetwork` is the one class of the residual family (CNN, ResNet, ResNet Init, RiR): a
+functional `keras.Model` that keeps its arguments, so a saved `.keras` file rebuilds it from
+its config. The builders (`rir32`, `wide_rir18`, ...) are one line each over the table
+`keras_rir.presets.MODEL_PRESETS`, and take `weights=` to load a shipped preset.
 
 Reference: arXiv:1603.08029, appendix 6.2 (Table 7), Tables 4-6 and Figure 4.
 """
@@ -19,6 +21,7 @@ from keras_rir._validation import (
 )
 
 __all__ = [
+    "ResidualNetwork",
     "all_cnn_c",
     "cnn32",
     "get",
@@ -39,13 +42,8 @@ _REGISTRY = {}
 
 list_presets = presets.list_presets
 
-# (generalized residual blocks, outer shortcuts), Figure 2.
-_ARCHITECTURES = {
-    "cnn": (False, False),
-    "resnet": (False, True),
-    "resnet_init": (True, False),
-    "rir": (True, True),
-}
+HEADS = ("dense", "conv")
+POOLINGS = (None, "avg", "max")
 
 
 def _register(builder):
@@ -84,133 +82,265 @@ def get(name, **kwargs):
     return _REGISTRY[name](**kwargs)
 
 
-def _check_common(
-    num_classes,
-    input_shape,
-    min_size,
-    kernel_initializer,
-    l2,
-    residual_fraction,
-    shortcut,
-    implementation,
-):
-    """Checks the arguments every builder shares; returns the input shape as a tuple."""
-    check_positive_int("num_classes", num_classes)
-    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+def _check_shape(argument, shape, min_size):
+    """Returns `shape` as a tuple of three positive ints, height and width >= `min_size`."""
+    checked = tuple(shape) if isinstance(shape, (tuple, list)) else None
     if (
-        shape is None
-        or len(shape) != 3
-        or not all(isinstance(dim, int) and dim > 0 for dim in shape)
-        or min(shape[:2]) < min_size
+        checked is None
+        or len(checked) != 3
+        or not all(isinstance(dim, int) and dim > 0 for dim in checked)
+        or min(checked[:2]) < min_size
     ):
         raise invalid_value(
-            "input_shape",
-            input_shape,
+            argument,
+            shape,
             f"(height, width, channels) of positive ints with height and width >= {min_size}, "
             "the smallest size the network's strides and kernels can reduce",
         )
+    return checked
+
+
+def _check_common(num_classes, kernel_initializer, l2, residual_fraction, implementation):
+    check_positive_int("num_classes", num_classes)
     get_initializer("kernel_initializer", kernel_initializer)
     check_non_negative("l2", l2)
     check_residual_fraction(residual_fraction)
-    check_choice("shortcut", shortcut, blocks.SHORTCUTS)
     check_choice("implementation", implementation, blocks.IMPLEMENTATIONS)
-    return shape
 
 
-def _classifier(x, num_classes, head, kernel_initializer, l2):
+def _check_stackwise(argument, values):
+    if not isinstance(values, (list, tuple)) or not values:
+        raise invalid_value(argument, values, "a non-empty list of strictly positive integers")
+    return [check_positive_int(argument, value) for value in values]
+
+
+def _top(x, num_classes, head, classifier_activation, kernel_initializer, l2):
+    """The classifier: a dense layer after pooling, or a 1x1 convolution before it."""
+    classifier = dict(
+        kernel_initializer=get_initializer("kernel_initializer", kernel_initializer),
+        kernel_regularizer=keras.regularizers.L2(l2),
+        name="classifier",
+    )
     if head == "conv":
-        x = keras.layers.Conv2D(
-            num_classes,
-            1,
-            kernel_initializer=get_initializer("kernel_initializer", kernel_initializer),
-            kernel_regularizer=keras.regularizers.L2(l2),
-            name="classifier",
-        )(x)
+        x = keras.layers.Conv2D(num_classes, 1, **classifier)(x)
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     else:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        x = keras.layers.Dense(
-            num_classes,
-            kernel_initializer=get_initializer("kernel_initializer", kernel_initializer),
-            kernel_regularizer=keras.regularizers.L2(l2),
-            name="classifier",
-        )(x)
-    return keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+        x = keras.layers.Dense(num_classes, **classifier)(x)
+    # Float32 outputs under mixed precision, probabilities or logits.
+    return keras.layers.Activation(
+        classifier_activation or "linear",
+        dtype="float32",
+        name="probabilities" if classifier_activation else "logits",
+    )(x)
 
 
-def _residual_network(
-    name,
-    architecture,
-    stage_filters,
-    stage_blocks,
-    layers_per_block,
-    head,
-    num_classes=10,
-    input_shape=(32, 32, 3),
-    *,
-    kernel_initializer="he_normal",
-    l2=1e-4,
-    residual_fraction=0.5,
-    shortcut="projection",
-    implementation="fused",
-    weights=None,
-):
-    """Stem conv unit, stages of blocks (stride 2 from the second stage), classifier."""
-    shape = _check_common(
-        num_classes,
-        input_shape,
-        2 ** (len(stage_filters) - 1),
-        kernel_initializer,
-        l2,
-        residual_fraction,
-        shortcut,
-        implementation,
-    )
-    structure = {
-        "residual_fraction": residual_fraction,
-        "shortcut": shortcut,
-        "implementation": implementation,
-    }
-    preset = presets.find(name, weights, num_classes, shape, structure)
-    generalized, has_shortcut = _ARCHITECTURES[architecture]
-    inputs = keras.Input(shape, name="images")
-    x = blocks.conv_unit(
-        inputs, stage_filters[0], "stem", kernel_initializer=kernel_initializer, l2=l2
-    )
-    for stage, (filters, num_blocks) in enumerate(
-        zip(stage_filters, stage_blocks, strict=True), start=1
+@keras.saving.register_keras_serializable(package="keras_rir")
+class ResidualNetwork(keras.Model):
+    """CNN, ResNet, ResNet Init or RiR: the residual family of Table 7 as one class.
+
+    A stem conv unit, then stages of blocks of `layers_per_block` 3x3 conv units
+    (the first block of every stage after the first has stride 2), then global
+    average pooling and a classifier. Two switches pick the network of
+    Figure 2: `generalized` (units are generalized residual blocks: ResNet
+    Init, RiR) and `outer_shortcuts` (blocks have a ResNet shortcut: ResNet,
+    RiR). The named networks are `keras_rir.presets.MODEL_PRESETS`.
+
+    Args:
+        stackwise_num_filters: channels of each stage.
+        stackwise_num_blocks: blocks of each stage, as many as stages.
+        layers_per_block: conv units in every block.
+        generalized: generalized residual units (True) or plain conv units.
+        outer_shortcuts: blocks with an outer (ResNet) shortcut.
+        shortcut: outer shortcut of the blocks that change shape:
+            `"projection"` (3x3 conv + BN, the default) or `"identity"`
+            (subsample + zero-pad); ignored without outer shortcuts.
+        head: `"dense"` (pooling, then a dense classifier; the 32-layer
+            networks) or `"conv"` (a 1x1 convolution, then pooling; the wide
+            networks).
+        num_classes: units of the classifier.
+        image_shape: `(height, width, channels)` of the images.
+        include_top: with the classifier; False returns the features of the
+            last stage, for feature extraction.
+        pooling: without the top, `None` (the last stage's feature map),
+            `"avg"` or `"max"` (global pooling to one vector per image).
+        classifier_activation: activation of the output, `"softmax"` (the
+            default) or any Keras activation name; `None` for logits. The
+            output is float32 under mixed precision.
+        kernel_initializer: base initializer of every weight tensor (default
+            `"he_normal"`, the paper's MSR).
+        l2: weight decay factor, towards the partial identity in generalized
+            units.
+        residual_fraction: share of the channels in the residual stream.
+        implementation: `"fused"` (one convolution per generalized unit) or
+            `"explicit"` (four: the same function and parameters).
+        **kwargs: `name` and `trainable` of `keras.Model`.
+
+    Example:
+    >>> model = keras_rir.models.ResidualNetwork(
+    ...     stackwise_num_filters=[16, 32, 64], stackwise_num_blocks=[5, 5, 5],
+    ...     generalized=True, outer_shortcuts=True, num_classes=100)
+    >>> features = keras_rir.models.ResidualNetwork(
+    ...     **keras_rir.presets.MODEL_PRESETS["rir32"]["config"], include_top=False,
+    ...     pooling="avg")
+
+    Reference: arXiv:1603.08029, Figures 1-2 and Table 7.
+    """
+
+    def __init__(
+        self,
+        stackwise_num_filters,
+        stackwise_num_blocks,
+        layers_per_block=2,
+        generalized=True,
+        outer_shortcuts=True,
+        shortcut="projection",
+        head="dense",
+        num_classes=10,
+        image_shape=(32, 32, 3),
+        include_top=True,
+        pooling=None,
+        classifier_activation="softmax",
+        kernel_initializer="he_normal",
+        l2=1e-4,
+        residual_fraction=0.5,
+        implementation="fused",
+        **kwargs,
     ):
-        for block in range(1, num_blocks + 1):
-            x = blocks.residual_block(
-                x,
-                filters,
-                f"stage{stage}_block{block}",
-                strides=2 if stage > 1 and block == 1 else 1,
-                layers_per_block=layers_per_block,
-                generalized=generalized,
-                shortcut=shortcut if has_shortcut else None,
-                implementation=implementation,
-                kernel_initializer=kernel_initializer,
-                l2=l2,
-                residual_fraction=residual_fraction,
+        filters = _check_stackwise("stackwise_num_filters", stackwise_num_filters)
+        num_blocks = _check_stackwise("stackwise_num_blocks", stackwise_num_blocks)
+        if len(num_blocks) != len(filters):
+            raise invalid_value(
+                "stackwise_num_blocks", stackwise_num_blocks, f"{len(filters)} counts, one a stage"
             )
-    outputs = _classifier(x, num_classes, head, kernel_initializer, l2)
-    model = keras.Model(inputs, outputs, name=name)
+        layers_per_block = check_positive_int("layers_per_block", layers_per_block)
+        image_shape = _check_shape("image_shape", image_shape, 2 ** (len(filters) - 1))
+        _check_common(num_classes, kernel_initializer, l2, residual_fraction, implementation)
+        check_choice("shortcut", shortcut, blocks.SHORTCUTS)
+        check_choice("head", head, HEADS)
+        for argument, value in (
+            ("generalized", generalized),
+            ("outer_shortcuts", outer_shortcuts),
+            ("include_top", include_top),
+        ):
+            check_choice(argument, value, (True, False))
+        if pooling not in POOLINGS:
+            raise invalid_value("pooling", pooling, "None, 'avg' or 'max'")
+        if classifier_activation is not None:
+            try:
+                keras.activations.get(classifier_activation)
+            except (ValueError, TypeError) as error:
+                raise invalid_value(
+                    "classifier_activation", classifier_activation, "None or a Keras activation"
+                ) from error
+
+        # === Functional model ===
+        inputs = keras.Input(image_shape, name="images")
+        x = blocks.conv_unit(
+            inputs, filters[0], "stem", kernel_initializer=kernel_initializer, l2=l2
+        )
+        for stage, (stage_filters, stage_blocks) in enumerate(
+            zip(filters, num_blocks, strict=True), 1
+        ):
+            for block in range(1, stage_blocks + 1):
+                x = blocks.residual_block(
+                    x,
+                    stage_filters,
+                    f"stage{stage}_block{block}",
+                    strides=2 if stage > 1 and block == 1 else 1,
+                    layers_per_block=layers_per_block,
+                    generalized=bool(generalized),
+                    shortcut=shortcut if outer_shortcuts else None,
+                    implementation=implementation,
+                    kernel_initializer=kernel_initializer,
+                    l2=l2,
+                    residual_fraction=residual_fraction,
+                )
+        if include_top:
+            x = _top(x, num_classes, head, classifier_activation, kernel_initializer, l2)
+        elif pooling == "avg":
+            x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        elif pooling == "max":
+            x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
+        super().__init__(inputs=inputs, outputs=x, **kwargs)
+
+        # === Config ===
+        self.stackwise_num_filters = filters
+        self.stackwise_num_blocks = num_blocks
+        self.layers_per_block = layers_per_block
+        self.generalized = bool(generalized)
+        self.outer_shortcuts = bool(outer_shortcuts)
+        self.shortcut = shortcut
+        self.head = head
+        self.num_classes = num_classes
+        self.image_shape = image_shape
+        self.include_top = include_top
+        self.pooling = pooling
+        self.classifier_activation = classifier_activation
+        self.kernel_initializer = kernel_initializer
+        self.l2 = l2
+        self.residual_fraction = residual_fraction
+        self.implementation = implementation
+
+    def get_config(self):
+        initializer = self.kernel_initializer
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "stackwise_num_filters": list(self.stackwise_num_filters),
+            "stackwise_num_blocks": list(self.stackwise_num_blocks),
+            "layers_per_block": self.layers_per_block,
+            "generalized": self.generalized,
+            "outer_shortcuts": self.outer_shortcuts,
+            "shortcut": self.shortcut,
+            "head": self.head,
+            "num_classes": self.num_classes,
+            "image_shape": list(self.image_shape),
+            "include_top": self.include_top,
+            "pooling": self.pooling,
+            "classifier_activation": self.classifier_activation,
+            "kernel_initializer": initializer
+            if isinstance(initializer, (str, dict))
+            else keras.initializers.serialize(initializer),
+            "l2": self.l2,
+            "residual_fraction": self.residual_fraction,
+            "implementation": self.implementation,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _network(name, config, num_classes=10, input_shape=(32, 32, 3), *, weights=None, **kwargs):
+    """`ResidualNetwork(**config, **kwargs)` named `name`, with `weights=` loaded."""
+    shape = _check_shape(
+        "input_shape", input_shape, 2 ** (len(config["stackwise_num_filters"]) - 1)
+    )
+    preset = presets.find(name, weights, num_classes, shape, kwargs)
+    model = ResidualNetwork(
+        **{"name": name, **config, **kwargs}, num_classes=num_classes, image_shape=shape
+    )
     return model if weights is None else presets.load_weights(model, weights, preset)
 
 
-def _depth_study(architecture, num_blocks, layers_per_block, stage_filters, **kwargs):
+def _table7(name, num_classes, input_shape, kwargs):
+    return _network(name, presets.MODEL_PRESETS[name]["config"], num_classes, input_shape, **kwargs)
+
+
+def _depth_study(architecture, num_blocks, layers_per_block, stage_filters, kwargs):
     num_blocks = check_positive_int("num_blocks", num_blocks)
     if num_blocks % len(stage_filters):
         raise invalid_value(
             "num_blocks", num_blocks, f"a multiple of {len(stage_filters)}, one share per stage"
         )
-    check_positive_int("layers_per_block", layers_per_block)
-    stage_blocks = (num_blocks // len(stage_filters),) * len(stage_filters)
-    name = f"{architecture}_{num_blocks}x{layers_per_block}"
-    return _residual_network(
-        name, architecture, tuple(stage_filters), stage_blocks, layers_per_block, "dense", **kwargs
-    )
+    config = {
+        **presets.MODEL_PRESETS[f"{architecture}32"]["config"],
+        "stackwise_num_filters": list(stage_filters),
+        "stackwise_num_blocks": [num_blocks // len(stage_filters)] * len(stage_filters),
+        "layers_per_block": check_positive_int("layers_per_block", layers_per_block),
+    }
+    return _network(f"{architecture}_{num_blocks}x{layers_per_block}", config, **kwargs)
 
 
 @_register
@@ -235,24 +365,19 @@ def rir(
         input_shape: `(height, width, channels)` of the images.
         stage_filters: channels of each stage; stages after the first halve
             the resolution.
-        **kwargs: the keyword arguments every builder takes:
-            `kernel_initializer` (base initializer of every weight tensor,
-            default `"he_normal"`, the paper's MSR), `l2` (weight decay, default
-            1e-4, towards the partial identity in generalized units),
-            `residual_fraction` (share of the residual stream, default 0.5),
-            `shortcut` (outer shortcut of blocks that change shape:
-            `"projection"`, a 3x3 conv + BN, the default, or `"identity"`,
-            subsample + zero-pad; networks without outer shortcuts ignore it)
-            `implementation` (`"fused"`, one convolution per generalized
-            unit, or `"explicit"`, four: the same function and parameters)
-            and `weights` (`None`, the default: initialized as the paper
+        **kwargs: `weights` (`None`, the default: initialized as the paper
             says; a preset's dataset such as `"cifar10"`, see
             `list_presets()`; or the path of a `.weights.h5` file of this
-            network).
+            network) and the arguments of `keras_rir.models.ResidualNetwork`:
+            `kernel_initializer` (default `"he_normal"`), `l2` (default 1e-4),
+            `residual_fraction` (default 0.5), `shortcut` (`"projection"`, the
+            default, or `"identity"`), `implementation` (`"fused"` or
+            `"explicit"`), `include_top`, `pooling` and
+            `classifier_activation` (default `"softmax"`, `None` for logits).
 
     Returns:
-        A functional `keras.Model` with float32 softmax outputs. With a
-        preset, that network behind its input normalization: it takes raw
+        A `keras_rir.models.ResidualNetwork` with float32 softmax outputs. With
+        a preset, that network behind its input normalization: it takes raw
         images (`uint8` or float in `[0, 255]`).
 
     Example:
@@ -260,15 +385,8 @@ def rir(
 
     Reference: arXiv:1603.08029, Tables 5-6 and Figure 4.
     """
-    return _depth_study(
-        "rir",
-        num_blocks,
-        layers_per_block,
-        stage_filters,
-        num_classes=num_classes,
-        input_shape=input_shape,
-        **kwargs,
-    )
+    kwargs.update(num_classes=num_classes, input_shape=input_shape)
+    return _depth_study("rir", num_blocks, layers_per_block, stage_filters, kwargs)
 
 
 @_register
@@ -289,155 +407,63 @@ def resnet(
 
     Reference: arXiv:1603.08029, Table 6 and Figure 4.
     """
-    return _depth_study(
-        "resnet",
-        num_blocks,
-        layers_per_block,
-        stage_filters,
-        num_classes=num_classes,
-        input_shape=input_shape,
-        **kwargs,
-    )
+    kwargs.update(num_classes=num_classes, input_shape=input_shape)
+    return _depth_study("resnet", num_blocks, layers_per_block, stage_filters, kwargs)
 
 
-def _table7_32(architecture, num_classes, input_shape, kwargs):
-    return _residual_network(
-        f"{architecture}32",
-        architecture,
-        (16, 32, 64),
-        (5, 5, 5),
-        2,
-        "dense",
-        num_classes,
-        input_shape,
-        **kwargs,
-    )
-
-
-def _table7_wide18(architecture, num_classes, input_shape, kwargs):
-    return _residual_network(
-        f"wide_{architecture}18",
-        architecture,
-        (96, 192, 384),
-        (2, 3, 3),
-        2,
-        "conv",
-        num_classes,
-        input_shape,
-        **kwargs,
-    )
+# The networks of Table 7, one line each over `keras_rir.presets.MODEL_PRESETS`: the first line
+# of each docstring is the table's description (tests/test_models.py checks it).
 
 
 @_register
 def cnn32(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """Baseline 32-layer CNN of Table 7, no shortcuts (464,154 parameters at 10 classes).
-
-    Args, Returns: as `keras_rir.models.rir`.
-
-    Example:
-    >>> model = keras_rir.models.cnn32(num_classes=10)
-
-    Reference: arXiv:1603.08029, Table 7.
-    """
-    return _table7_32("cnn", num_classes, input_shape, kwargs)
+    """Baseline 32-layer CNN of Table 7: plain units, no shortcuts. Arguments: as `rir`."""
+    return _table7("cnn32", num_classes, input_shape, kwargs)
 
 
 @_register
 def resnet32(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """32-layer ResNet of Table 7 (487,386 parameters at 10 classes).
-
-    Args, Returns: as `keras_rir.models.rir`.
-
-    Example:
-    >>> model = keras_rir.models.resnet32(num_classes=10)
-
-    Reference: arXiv:1603.08029, Table 7; He et al. (2015b).
-    """
-    return _table7_32("resnet", num_classes, input_shape, kwargs)
+    """32-layer ResNet of Table 7 (He et al., 2015b). Arguments: as `rir`."""
+    return _table7("resnet32", num_classes, input_shape, kwargs)
 
 
 @_register
 def resnet_init32(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """32-layer ResNet Init of Table 7: generalized units, no outer shortcuts (464,154).
+    """32-layer ResNet Init of Table 7: generalized units, no outer shortcuts.
 
     Args, Returns: as `keras_rir.models.rir`.
-
-    Example:
-    >>> model = keras_rir.models.resnet_init32(num_classes=10)
-
-    Reference: arXiv:1603.08029, Table 7.
     """
-    return _table7_32("resnet_init", num_classes, input_shape, kwargs)
+    return _table7("resnet_init32", num_classes, input_shape, kwargs)
 
 
 @_register
 def rir32(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """32-layer RiR of Table 7: generalized units inside ResNet blocks (487,386).
-
-    Args, Returns: as `keras_rir.models.rir`.
-
-    Example:
-    >>> model = keras_rir.models.rir32(num_classes=10)
-
-    Reference: arXiv:1603.08029, Table 7 and Figure 1d.
-    """
-    return _table7_32("rir", num_classes, input_shape, kwargs)
+    """32-layer RiR of Table 7: generalized units inside ResNet blocks. Arguments: as `rir`."""
+    return _table7("rir32", num_classes, input_shape, kwargs)
 
 
 @_register
 def wide_cnn18(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """18-layer wide CNN of Table 7 (9,469,930 parameters at 10 classes).
-
-    Args, Returns: as `keras_rir.models.rir`.
-
-    Example:
-    >>> model = keras_rir.models.wide_cnn18(num_classes=100)
-
-    Reference: arXiv:1603.08029, Table 7.
-    """
-    return _table7_wide18("cnn", num_classes, input_shape, kwargs)
+    """18-layer wide CNN of Table 7. Arguments: as `rir`."""
+    return _table7("wide_cnn18", num_classes, input_shape, kwargs)
 
 
 @_register
 def wide_resnet18(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """18-layer wide ResNet of Table 7 (10,300,522 parameters at 10 classes).
-
-    Args, Returns: as `keras_rir.models.rir`.
-
-    Example:
-    >>> model = keras_rir.models.wide_resnet18(num_classes=100)
-
-    Reference: arXiv:1603.08029, Table 7.
-    """
-    return _table7_wide18("resnet", num_classes, input_shape, kwargs)
+    """18-layer wide ResNet of Table 7. Arguments: as `rir`."""
+    return _table7("wide_resnet18", num_classes, input_shape, kwargs)
 
 
 @_register
 def wide_resnet_init18(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """18-layer wide ResNet Init of Table 7 (9,469,930 parameters at 10 classes).
-
-    Args, Returns: as `keras_rir.models.rir`.
-
-    Example:
-    >>> model = keras_rir.models.wide_resnet_init18(num_classes=100)
-
-    Reference: arXiv:1603.08029, Table 7.
-    """
-    return _table7_wide18("resnet_init", num_classes, input_shape, kwargs)
+    """18-layer wide ResNet Init of Table 7. Arguments: as `rir`."""
+    return _table7("wide_resnet_init18", num_classes, input_shape, kwargs)
 
 
 @_register
 def wide_rir18(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """18-layer wide RiR of Table 7, the paper's best network (10,300,522 parameters).
-
-    Args, Returns: as `keras_rir.models.rir`.
-
-    Example:
-    >>> model = keras_rir.models.wide_rir18(num_classes=100)
-
-    Reference: arXiv:1603.08029, Tables 1, 2 and 7.
-    """
-    return _table7_wide18("rir", num_classes, input_shape, kwargs)
+    """18-layer wide RiR of Table 7, the paper's best network. Arguments: as `rir`."""
+    return _table7("wide_rir18", num_classes, input_shape, kwargs)
 
 
 @_register
@@ -461,6 +487,9 @@ def all_cnn_c(
     With `resnet_init=True`, every convolution but the first (on the raw
     image) and the classifier is a generalized residual block.
 
+    A plain functional `keras.Model` (not a class of its own):
+    `keras_rir.apply_resnet_init` rewrites its functional config.
+
     Args:
         num_classes: output classes.
         input_shape: `(height, width, channels)`, height and width >= 9.
@@ -478,16 +507,8 @@ def all_cnn_c(
 
     Reference: arXiv:1603.08029, Table 4; arXiv:1412.6806.
     """
-    shape = _check_common(
-        num_classes,
-        input_shape,
-        9,
-        kernel_initializer,
-        l2,
-        residual_fraction,
-        "projection",
-        implementation,
-    )
+    shape = _check_shape("input_shape", input_shape, 9)
+    _check_common(num_classes, kernel_initializer, l2, residual_fraction, implementation)
     # (filters, kernel size, strides, padding, dropout after) of the hidden convolutions.
     plan = [
         (96, 3, 1, "same", 0),
@@ -520,6 +541,6 @@ def all_cnn_c(
         )
         if dropout and rate:
             x = keras.layers.Dropout(rate, name=f"conv{index}_dropout")(x)
-    outputs = _classifier(x, num_classes, "conv", kernel_initializer, l2)
+    outputs = _top(x, num_classes, "conv", "softmax", kernel_initializer, l2)
     model = keras.Model(inputs, outputs, name=name)
     return model if weights is None else presets.load_weights(model, weights, preset)

@@ -1,4 +1,9 @@
-"""Trained weights that ship with keras_rir: the `weights=` argument of every builder.
+"""The named networks of the paper and the trained weights that ship with keras_rir.
+
+`MODEL_PRESETS` is the table of Table 7, keras-hub style: for every builder of
+`keras_rir.models`, a description, its trainable parameters at 10 classes and the plain config
+of `keras_rir.models.ResidualNetwork` it builds (`rir` and `resnet` start from `rir32` and
+`resnet32` and set the blocks and layers per block).
 
 As in `keras.applications`, `keras_rir.models.rir32(weights="cifar10")` returns the network
 with trained weights; the weight files live in the package (`keras_rir/weights/`), are
@@ -19,7 +24,7 @@ import warnings
 from keras_rir import preprocessing
 from keras_rir._validation import invalid_value
 
-__all__ = ["Preset", "PRESETS", "list_presets", "load_weights"]
+__all__ = ["MODEL_PRESETS", "Preset", "PRESETS", "list_presets", "load_weights"]
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 
@@ -27,6 +32,67 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights"
 # units (`keras_rir.data.channel_stats`), as used by the normalization of every CIFAR-10 run.
 CIFAR10_MEAN = (125.30691528320312, 122.95039367675781, 113.86538696289062)
 CIFAR10_STD = (62.99321746826172, 62.088706970214844, 66.70490264892578)
+
+# Table 7: the thin 32-layer family on CIFAR-size stages of 32, 16 and 8 pixels, and the
+# wide 18-layer family; each in the four kinds of Figure 2.
+_THIN32 = {
+    "stackwise_num_filters": [16, 32, 64],
+    "stackwise_num_blocks": [5, 5, 5],
+    "layers_per_block": 2,
+    "head": "dense",
+}
+_WIDE18 = {
+    "stackwise_num_filters": [96, 192, 384],
+    "stackwise_num_blocks": [2, 3, 3],
+    "layers_per_block": 2,
+    "head": "conv",
+}
+
+MODEL_PRESETS = {
+    "cnn32": {
+        "description": "Baseline 32-layer CNN of Table 7: plain units, no shortcuts.",
+        "params": 464_154,
+        "config": {**_THIN32, "generalized": False, "outer_shortcuts": False},
+    },
+    "resnet32": {
+        "description": "32-layer ResNet of Table 7 (He et al., 2015b).",
+        "params": 487_386,
+        "config": {**_THIN32, "generalized": False, "outer_shortcuts": True},
+    },
+    "resnet_init32": {
+        "description": "32-layer ResNet Init of Table 7: generalized units, no outer shortcuts.",
+        "params": 464_154,
+        "config": {**_THIN32, "generalized": True, "outer_shortcuts": False},
+    },
+    "rir32": {
+        "description": "32-layer RiR of Table 7: generalized units inside ResNet blocks.",
+        "params": 487_386,
+        "config": {**_THIN32, "generalized": True, "outer_shortcuts": True},
+    },
+    "wide_cnn18": {
+        "description": "18-layer wide CNN of Table 7.",
+        "params": 9_469_930,
+        "config": {**_WIDE18, "generalized": False, "outer_shortcuts": False},
+    },
+    "wide_resnet18": {
+        "description": "18-layer wide ResNet of Table 7.",
+        "params": 10_300_522,
+        "config": {**_WIDE18, "generalized": False, "outer_shortcuts": True},
+    },
+    "wide_resnet_init18": {
+        "description": "18-layer wide ResNet Init of Table 7.",
+        "params": 9_469_930,
+        "config": {**_WIDE18, "generalized": True, "outer_shortcuts": False},
+    },
+    "wide_rir18": {
+        "description": "18-layer wide RiR of Table 7, the paper's best network.",
+        "params": 10_300_522,
+        "config": {**_WIDE18, "generalized": True, "outer_shortcuts": True},
+    },
+}
+
+# The arguments of `keras_rir.models.ResidualNetwork` that every shipped network was trained with.
+_WEIGHTS_DEFAULTS = {"residual_fraction": 0.5, "shortcut": "projection", "implementation": "fused"}
 
 _RECIPE = "MomentumCorrectedSGD, momentum 0.9, batch 500, L2 1e-4, crop + flip, lr x0.1 at 42/62"
 _BUDGET = "82 epochs on the 50,000 training images, one seed; NVIDIA H200, JAX, float32"
@@ -136,8 +202,9 @@ def find(model_name, weights, num_classes, input_shape, structure):
         model_name: the builder's name.
         weights: `None`, a preset's dataset name or a path to a `.weights.h5` file.
         num_classes, input_shape: the builder's arguments.
-        structure: the builder's other architecture arguments as a dict
-            (`residual_fraction`, `shortcut`, `implementation`).
+        structure: the builder's other arguments as a dict; those that change the network
+            (`residual_fraction`, `shortcut`, `implementation`, a config key of
+            `MODEL_PRESETS`) must keep the values the weights were trained with.
 
     Returns:
         The `Preset`, or `None` for `weights=None` or a path.
@@ -167,11 +234,12 @@ def find(model_name, weights, num_classes, input_shape, structure):
         raise invalid_value(
             "input_shape", input_shape, f"{preset.input_shape}, the images of weights={weights!r}"
         )
-    defaults = {"residual_fraction": 0.5, "shortcut": "projection", "implementation": "fused"}
+    expected = {**_WEIGHTS_DEFAULTS, **MODEL_PRESETS[model_name]["config"]}
     for argument, value in structure.items():
-        if value != defaults[argument]:
+        plain = list(value) if isinstance(value, tuple) else value
+        if argument in expected and plain != expected[argument]:
             raise invalid_value(
-                argument, value, f"{defaults[argument]!r}, the network of weights={weights!r}"
+                argument, value, f"{expected[argument]!r}, the network of weights={weights!r}"
             )
     return preset
 

@@ -191,6 +191,11 @@ def test_keras_save_load_round_trip(name, tmp_path):
     loaded = keras.models.load_model(path)  # no custom_objects: everything is registered
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-6)
     assert json.loads(loaded.to_json()) == json.loads(model.to_json())
+    # The residual family saves its builder's arguments; ALL-CNN-C stays a functional graph.
+    assert type(loaded) is type(model)
+    if name != "all_cnn_c":
+        assert isinstance(loaded, keras_rir.models.ResidualNetwork)
+        assert loaded.get_config() == model.get_config()
 
 
 CROSS_BACKEND_CHECK = """

@@ -15,7 +15,7 @@ from keras_rir import data as data_lib
 from keras_rir import presets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REAL_CIFAR10 = os.environ.get("KERAS_RIR_CIFAR10_DIR") or os.path.join(
+REAL_CIFAR10 = os.environ.get("KERAS_RIR_DATA_DIR") or os.path.join(
     REPO, "..", "shared", "data", "cifar10"
 )
 
@@ -117,6 +117,22 @@ def test_unavailable_weights_name_the_argument(builder, kwargs, argument, accept
     assert "Received:" in str(error.value)
 
 
+def test_preset_without_top_gives_the_pooled_features(generated_preset):
+    _, network = generated_preset
+    features = keras_rir.models.rir32(weights="cifar10", include_top=False, pooling="avg")
+    logits = keras_rir.models.rir32(weights="cifar10", classifier_activation=None)
+    images = _raw_images()
+    pooled = features.predict(images, verbose=0)
+    assert pooled.shape == (len(images), 64)
+    dense = network.get_layer("classifier")
+    np.testing.assert_allclose(
+        pooled @ keras.ops.convert_to_numpy(dense.kernel) + keras.ops.convert_to_numpy(dense.bias),
+        logits.predict(images, verbose=0),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
 @pytest.mark.parametrize("content", ["garbage", "other network"])
 def test_bad_weights_file_is_refused(tmp_path, content):
     path = tmp_path / "bad.weights.h5"
@@ -158,7 +174,7 @@ def test_shipped_preset_predicts_the_same_on_every_backend(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(
     not os.path.isdir(REAL_CIFAR10),
-    reason=f"the real CIFAR-10 is not at {REAL_CIFAR10} (set KERAS_RIR_CIFAR10_DIR)",
+    reason=f"the real CIFAR-10 is not at {REAL_CIFAR10} (set KERAS_RIR_DATA_DIR)",
 )
 def test_rir32_preset_scores_its_stated_accuracy_on_the_real_test_set():
     data = data_lib.load_cifar("cifar10", data_dir=REAL_CIFAR10)
