@@ -11,6 +11,7 @@ hits them alike and their ratio holds while absolute times drift.
 """
 
 import argparse
+import copy
 import math
 import os
 import platform
@@ -91,6 +92,16 @@ def compile_for_training(model, learning_rate=0.1, jit_compile="auto"):
         jit_compile=jit_compile,
     )
     return model
+
+
+def graph_config(model):
+    """A deep copy of `model`'s graph as a plain functional config (`"layers"`, connections).
+
+    A `keras_rir.models.ResidualNetwork`'s own config holds its architecture arguments, so
+    the graph is read from a plain `keras.Model` over the same inputs and outputs.
+    """
+    plain = keras.Model(model.inputs, model.outputs, name=model.name)
+    return copy.deepcopy(plain.get_config())
 
 
 def trainable_parameters(model):

@@ -20,8 +20,6 @@ Usage (from the repository root):
     KERAS_BACKEND=torch python -m benchmarks.gap_attribution --json runs/gap_torch.json
 """
 
-import copy
-
 import keras
 import torch
 
@@ -41,7 +39,7 @@ VARIANTS = {
 
 def _rewrite(model, rewrite_layer):
     """A fresh model from `model`'s config with `rewrite_layer(entry)` applied to each layer."""
-    config = copy.deepcopy(model.get_config())
+    config = common.graph_config(model)
     for entry in config["layers"]:
         rewrite_layer(entry)
     return keras.Model.from_config(config)

@@ -21,8 +21,6 @@ Usage (from the repository root):
     KERAS_BACKEND=tensorflow python -m benchmarks.overhead --json runs/overhead_tf.json
 """
 
-import copy
-
 import keras
 
 from benchmarks import common
@@ -56,7 +54,7 @@ def with_plain_l2(model):
     Returns:
         A new `keras.Model`.
     """
-    config = copy.deepcopy(model.get_config())
+    config = common.graph_config(model)
     for layer in config["layers"]:
         if layer["class_name"] != "GeneralizedResidualConv2D":
             continue
@@ -84,7 +82,7 @@ def with_keras_batch_norm(model):
     Returns:
         A new `keras.Model` whose batch normalization runs Keras' own code.
     """
-    config = copy.deepcopy(model.get_config())
+    config = common.graph_config(model)
     for layer in config["layers"]:
         if layer["class_name"] == "BatchNormalization":
             layer.update(module="keras.layers", registered_name=None)
