@@ -278,10 +278,12 @@ def add_budget_arguments(parser, output_dir="runs/experiments"):
     >>> parser = experiments.add_budget_arguments(argparse.ArgumentParser())
     """
     parser.add_argument(
-        "--cifar10-dir", help="local CIFAR-10 in the binary layout (else tensorflow-datasets)"
+        "--cifar10-dir",
+        help="local CIFAR-10 in the binary layout (else the default of keras_rir.data.load_cifar)",
     )
     parser.add_argument(
-        "--cifar100-dir", help="local CIFAR-100 in the binary layout (else tensorflow-datasets)"
+        "--cifar100-dir",
+        help="local CIFAR-100 in the binary layout (else the default of keras_rir.data.load_cifar)",
     )
     parser.add_argument("--epochs", type=int, default=PAPER_BUDGET.epochs)
     parser.add_argument("--batch-size", type=int, default=PAPER_BUDGET.batch_size)
@@ -417,8 +419,8 @@ def run_experiments(
         tables: a dict or list of `Table`s.
         output_dir: directory of the experiment.
         data_dirs: dict mapping `"cifar10"` / `"cifar100"` to a local copy
-            for `keras_rir.data.load_cifar`; missing datasets are loaded with
-            tensorflow-datasets.
+            for `keras_rir.data.load_cifar`; missing datasets come from its
+            default (`KERAS_RIR_DATA_DIR`, else the Keras cache).
         budget: a `Budget`.
         markdown_name: file name of the markdown tables, or None to write
             neither the markdown nor the JSON.

@@ -12,7 +12,7 @@ trials are kept and the interrupted one is rerun.
 
 Examples:
     # A small search: 2 optimizers x 2 shortcuts, 1 epoch on 5,000 images.
-    python tuning/search.py --model rir32 --data-dir ../shared/data/cifar10 \\
+    python tuning/search.py --model rir32 \\
         --max-train-examples 5000 --validation-examples 1000 --epochs 1 --batch-size 128 \\
         --learning-rates 0.1 --l2 1e-4 --initializers he --optimizers sgd nesterov \\
         --shortcuts projection identity --directory /tmp/search
@@ -40,7 +40,8 @@ import keras
 import launcher
 import plots
 
-from keras_rir import data, reporting, tuning
+from keras_rir import cli, data, reporting, tuning
+from keras_rir.training import PAPER_RECIPE
 
 
 def parse_args(argv=None):
@@ -51,12 +52,12 @@ def parse_args(argv=None):
         default="{}",
         help="JSON of other builder arguments, e.g. '{\"num_blocks\": 9}'",
     )
-    parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100"])
-    parser.add_argument("--data-dir", default=None, help="local CIFAR copy (default: tfds)")
-    parser.add_argument("--max-train-examples", type=int, default=None)
+    cli.add_data_arguments(parser)
     parser.add_argument("--validation-examples", type=int, default=5000)
-    parser.add_argument("--epochs", type=int, default=82, help="training epochs per trial")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--epochs", type=int, default=PAPER_RECIPE.epochs, help="training epochs per trial"
+    )
+    parser.add_argument("--batch-size", type=int, default=PAPER_RECIPE.batch_size)
     parser.add_argument("--schedule", default="paper", choices=tuning.SCHEDULES)
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--tuner", default="grid", choices=tuning.TUNERS)
@@ -142,7 +143,12 @@ def main(argv=None):
         return launch(args, argv)
     worker = launcher.is_worker()
 
-    cifar = data.load_cifar(args.dataset, args.data_dir, max_train_examples=args.max_train_examples)
+    cifar = data.load_cifar(
+        args.dataset,
+        args.data_dir,
+        label_mode=args.label_mode,
+        max_train_examples=args.max_train_examples,
+    )
     train, (x_val, y_val) = data.holdout(cifar, args.validation_examples, seed=args.seed)
     mean, std = data.channel_stats(train.x_train)
     hypermodel = tuning.RiRHyperModel(
