@@ -176,7 +176,8 @@ def train(
     callbacks = make_callbacks(output_dir, schedule, len(data.x_train), tensorboard=tensorboard)
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     if verbose != 0:
-        callbacks.append(RunProgress())
+        # Keras' progress bar first, so that the run's line follows each epoch's summary.
+        callbacks += [keras.callbacks.ProgbarLogger(), RunProgress()]
     with (
         _dtype_policy(mixed_precision) as dtype_policy,
         distribution.data_parallel_scope(distribute) as num_replicas,
