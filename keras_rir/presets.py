@@ -11,9 +11,9 @@ verified against their SHA-256 before loading and are never downloaded. A pretra
 takes raw images (`uint8` or float in `[0, 255]`, NHWC) and normalizes them itself with the
 training set's per-channel statistics (`keras_rir.preprocessing.with_preprocessing`).
 
-Every preset was trained with `examples/train_cifar.py` (the recipe of section 3, full
-82 epochs) and its accuracy is the one `examples/evaluate.py` gives on the 10,000 CIFAR-10
-test images; `RESULTS.md` has the runs, curves and the paper's numbers beside them.
+Every preset was trained with `keras-rir train` (then `examples/train_cifar.py`; the recipe
+of section 3, full 82 epochs) and its accuracy is the one `examples/evaluate.py` gives on the
+10,000 CIFAR-10 test images; `RESULTS.md` has the runs, curves and the paper's numbers beside them.
 """
 
 import dataclasses
