@@ -15,6 +15,7 @@ from keras_rir import (
     layers,
     models,
     normalization,
+    optimizers,
     preprocessing,
     regularizers,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "layers",
     "models",
     "normalization",
+    "optimizers",
     "preprocessing",
     "regularizers",
     "resnet_init_report",

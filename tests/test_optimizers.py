@@ -98,11 +98,15 @@ def test_config_and_keras_round_trip(tmp_path):
 
 
 def test_import_keras_rir_registers_it():
-    """A `.keras` file of a recipe run loads after `import keras_rir` alone."""
+    """A `.keras` file of a recipe run loads after `import keras_rir` alone (which does not
+    load `keras_rir.training`)."""
     script = (
-        "import keras, keras_rir; "
+        "import sys, keras, keras_rir; "
         "assert keras.saving.get_registered_object('keras_rir>MomentumCorrectedSGD') "
-        "is keras_rir.training.MomentumCorrectedSGD"
+        "is keras_rir.optimizers.MomentumCorrectedSGD; "
+        "assert 'keras_rir.training' not in sys.modules; "
+        "from keras_rir import training; "
+        "assert training.MomentumCorrectedSGD is keras_rir.optimizers.MomentumCorrectedSGD"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=900, cwd=REPO

@@ -6,17 +6,17 @@ L2 penalty 1e-4, 82 epochs, learning rate x0.1 after epochs 42 and 62, MSR
 averages. The initial learning rate is not in the paper (measured, see
 `Recipe`). `PAPER_RECIPE` and `BUDGETS` hold the library's training defaults.
 
-Modules: `recipe` (hyperparameters, schedule, optimizers), `optimizers`
-(`MomentumCorrectedSGD`), `callbacks` (resumable logging), `trainer` (`train`).
+Modules: `recipe` (hyperparameters, schedule, optimizers; `MomentumCorrectedSGD` lives in
+`keras_rir.optimizers`), `callbacks` (resumable logging), `trainer` (`train`).
 """
 
+from keras_rir.optimizers import MomentumCorrectedSGD
 from keras_rir.training.callbacks import (
     EpochTimer,
     ResumableCSVLogger,
     RunProgress,
     make_callbacks,
 )
-from keras_rir.training.optimizers import MomentumCorrectedSGD
 from keras_rir.training.recipe import (
     BUDGETS,
     OPTIMIZERS,

@@ -17,7 +17,7 @@ from keras_rir._validation import (
     get_initializer,
     invalid_value,
 )
-from keras_rir.training.optimizers import MomentumCorrectedSGD
+from keras_rir.optimizers import MomentumCorrectedSGD
 
 __all__ = [
     "OPTIMIZERS",
