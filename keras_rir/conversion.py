@@ -27,25 +27,19 @@ __all__ = ["BIAS_MODES", "apply_resnet_init", "format_report", "resnet_init_repo
 
 BIAS_MODES = ("skip", "keep", "drop")
 
-# Layers that transform features with a kernel: the boundaries used to find the
+# Weight attributes of the layers that transform features with a kernel (Conv*, Dense,
+# EinsumDense, DepthwiseConv*, SeparableConv*, Embedding, ...): the boundaries used to find the
 # layers that read the model input and those that produce the model output.
-_KERNEL_LAYERS = (
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.SeparableConv1D,
-    keras.layers.SeparableConv2D,
-    keras.layers.Dense,
-    keras.layers.EinsumDense,
-    keras.layers.Embedding,
-    DualStreamConv2D,
-    keras.Model,
-)
+_KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel", "embeddings")
+
+
+def _is_kernel_layer(layer):
+    """Whether `layer` transforms features with a kernel (a nested model counts as one)."""
+    return isinstance(layer, (keras.Model, DualStreamConv2D)) or any(
+        hasattr(layer, attribute) for attribute in _KERNEL_ATTRIBUTES
+    )
+
+
 # The Keras classes this function converts (exact classes, not subclasses).
 _CONVERTIBLE = {
     keras.layers.Conv2D: GeneralizedResidualConv2D,
@@ -105,7 +99,7 @@ class _Stub(keras.layers.Layer):
 
     def __init__(self, layer):
         super().__init__(name=layer.name)
-        self.kernel_layer = isinstance(layer, _KERNEL_LAYERS)
+        self.kernel_layer = _is_kernel_layer(layer)
         self._output_spec = layer.compute_output_spec
         self.built = True
 

@@ -264,48 +264,32 @@ class ResidualNetwork(keras.Model):
             x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
         super().__init__(inputs=inputs, outputs=x, **kwargs)
 
-        # === Config ===
-        self.stackwise_num_filters = filters
-        self.stackwise_num_blocks = num_blocks
-        self.layers_per_block = layers_per_block
-        self.generalized = bool(generalized)
-        self.outer_shortcuts = bool(outer_shortcuts)
-        self.shortcut = shortcut
-        self.head = head
-        self.num_classes = num_classes
-        self.image_shape = image_shape
-        self.include_top = include_top
-        self.pooling = pooling
-        self.classifier_activation = classifier_activation
-        self.kernel_initializer = kernel_initializer
-        self.l2 = l2
-        self.residual_fraction = residual_fraction
-        self.implementation = implementation
+        # === Config: the arguments, as validated, also as attributes ===
+        self.architecture = dict(
+            stackwise_num_filters=filters,
+            stackwise_num_blocks=num_blocks,
+            layers_per_block=layers_per_block,
+            generalized=bool(generalized),
+            outer_shortcuts=bool(outer_shortcuts),
+            shortcut=shortcut,
+            head=head,
+            num_classes=num_classes,
+            image_shape=list(image_shape),
+            include_top=include_top,
+            pooling=pooling,
+            classifier_activation=classifier_activation,
+            kernel_initializer=kernel_initializer
+            if isinstance(kernel_initializer, (str, dict))
+            else keras.initializers.serialize(kernel_initializer),
+            l2=l2,
+            residual_fraction=residual_fraction,
+            implementation=implementation,
+        )
+        for argument, value in self.architecture.items():  # keras-hub style attributes
+            setattr(self, argument, value)
 
     def get_config(self):
-        initializer = self.kernel_initializer
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "stackwise_num_filters": list(self.stackwise_num_filters),
-            "stackwise_num_blocks": list(self.stackwise_num_blocks),
-            "layers_per_block": self.layers_per_block,
-            "generalized": self.generalized,
-            "outer_shortcuts": self.outer_shortcuts,
-            "shortcut": self.shortcut,
-            "head": self.head,
-            "num_classes": self.num_classes,
-            "image_shape": list(self.image_shape),
-            "include_top": self.include_top,
-            "pooling": self.pooling,
-            "classifier_activation": self.classifier_activation,
-            "kernel_initializer": initializer
-            if isinstance(initializer, (str, dict))
-            else keras.initializers.serialize(initializer),
-            "l2": self.l2,
-            "residual_fraction": self.residual_fraction,
-            "implementation": self.implementation,
-        }
+        return {"name": self.name, "trainable": self.trainable, **self.architecture}
 
     @classmethod
     def from_config(cls, config):
@@ -322,10 +306,6 @@ def _network(name, config, num_classes=10, input_shape=(32, 32, 3), *, weights=N
         **{"name": name, **config, **kwargs}, num_classes=num_classes, image_shape=shape
     )
     return model if weights is None else presets.load_weights(model, weights, preset)
-
-
-def _table7(name, num_classes, input_shape, kwargs):
-    return _network(name, presets.MODEL_PRESETS[name]["config"], num_classes, input_shape, **kwargs)
 
 
 def _depth_study(architecture, num_blocks, layers_per_block, stage_filters, kwargs):
@@ -411,59 +391,31 @@ def resnet(
     return _depth_study("resnet", num_blocks, layers_per_block, stage_filters, kwargs)
 
 
-# The networks of Table 7, one line each over `keras_rir.presets.MODEL_PRESETS`: the first line
-# of each docstring is the table's description (tests/test_models.py checks it).
+def _table7_builder(name):
+    """The builder of Table 7's network `name`, documented by its `MODEL_PRESETS` entry."""
+
+    def builder(num_classes=10, input_shape=(32, 32, 3), **kwargs):
+        config = presets.MODEL_PRESETS[name]["config"]
+        return _network(name, config, num_classes, input_shape, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = (
+        f"{presets.MODEL_PRESETS[name]['description']}\n\n"
+        "Args, Returns: as `keras_rir.models.rir` (without `num_blocks`, `layers_per_block`, "
+        f"`stage_filters`).\n\nExample:\n>>> model = keras_rir.models.{name}(num_classes=100)\n"
+    )
+    return _register(builder)
 
 
-@_register
-def cnn32(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """Baseline 32-layer CNN of Table 7: plain units, no shortcuts. Arguments: as `rir`."""
-    return _table7("cnn32", num_classes, input_shape, kwargs)
-
-
-@_register
-def resnet32(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """32-layer ResNet of Table 7 (He et al., 2015b). Arguments: as `rir`."""
-    return _table7("resnet32", num_classes, input_shape, kwargs)
-
-
-@_register
-def resnet_init32(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """32-layer ResNet Init of Table 7: generalized units, no outer shortcuts.
-
-    Args, Returns: as `keras_rir.models.rir`.
-    """
-    return _table7("resnet_init32", num_classes, input_shape, kwargs)
-
-
-@_register
-def rir32(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """32-layer RiR of Table 7: generalized units inside ResNet blocks. Arguments: as `rir`."""
-    return _table7("rir32", num_classes, input_shape, kwargs)
-
-
-@_register
-def wide_cnn18(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """18-layer wide CNN of Table 7. Arguments: as `rir`."""
-    return _table7("wide_cnn18", num_classes, input_shape, kwargs)
-
-
-@_register
-def wide_resnet18(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """18-layer wide ResNet of Table 7. Arguments: as `rir`."""
-    return _table7("wide_resnet18", num_classes, input_shape, kwargs)
-
-
-@_register
-def wide_resnet_init18(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """18-layer wide ResNet Init of Table 7. Arguments: as `rir`."""
-    return _table7("wide_resnet_init18", num_classes, input_shape, kwargs)
-
-
-@_register
-def wide_rir18(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """18-layer wide RiR of Table 7, the paper's best network. Arguments: as `rir`."""
-    return _table7("wide_rir18", num_classes, input_shape, kwargs)
+# The networks of Table 7, one line each over `keras_rir.presets.MODEL_PRESETS`.
+cnn32 = _table7_builder("cnn32")
+resnet32 = _table7_builder("resnet32")
+resnet_init32 = _table7_builder("resnet_init32")
+rir32 = _table7_builder("rir32")
+wide_cnn18 = _table7_builder("wide_cnn18")
+wide_resnet18 = _table7_builder("wide_resnet18")
+wide_resnet_init18 = _table7_builder("wide_resnet_init18")
+wide_rir18 = _table7_builder("wide_rir18")
 
 
 @_register

@@ -12,13 +12,17 @@ Which format works where (Keras 3.15.1; `pip list` for the packages):
 
 - `"tf_saved_model"`: TensorFlow and JAX (through `jax.experimental.jax2tf`). The torch backend
   needs `torch_xla`, which is not installed: skipped there.
-- `"onnx"`: TensorFlow with `tf2onnx`, JAX with `jax2onnx`, torch with `onnx` (torch's own
-  `torch.onnx` exporter); reloaded with `onnxruntime`. Skipped where one is missing.
+- `"onnx"`: TensorFlow with `tf2onnx`, JAX with `jax2onnx`, torch with `onnx` and
+  `onnxscript` (torch's own `torch.onnx` exporter); reloaded with `onnxruntime`. The `[export]`
+  extra (in `[dev]`) installs all but `jax2onnx` (it pulls in flax, orbax and optax), so JAX
+  is skipped. On TensorFlow, `keras.layers.Normalization` (both models' first layer) does not
+  convert (a strict xfail, see the test): export ONNX from the torch backend.
 
 Tolerance: an artifact runs the same float32 ops as Keras, compiled by another runtime (TF's
 graph optimizer and oneDNN fusions, XLA through jax2tf, ONNX Runtime), which orders the sums
 differently: float32 rounding (about 6e-8 relative) accumulated over the 34 layers of rir32.
-Measured on the preset's softmax outputs: at most 6.6e-7 (TensorFlow) and 3.0e-7 (JAX) apart.
+Measured on the preset's softmax outputs: at most 6.6e-7 (TensorFlow) and 3.0e-7 (JAX) apart
+as SavedModels, 4.5e-7 as ONNX from torch.
 `atol=rtol=1e-5` leaves a margin of 15x while a wrong weight or a batch normalization in
 training mode moves the probabilities by orders of magnitude more.
 """
@@ -45,6 +49,7 @@ MODELS = ("rir32_cifar10", "custom_layers")
 TOLERANCE = dict(atol=1e-5, rtol=1e-5)  # see the module docstring
 # The package `model.export(format="onnx")` converts with, by backend.
 ONNX_EXPORTERS = {"tensorflow": "tf2onnx", "jax": "jax2onnx", "torch": "onnx"}
+NORM_BUG = "tf2onnx exports keras.layers.Normalization's constants as graph inputs"
 
 
 def custom_layers_model():
@@ -103,8 +108,14 @@ def test_tf_saved_model_round_trip(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_onnx_round_trip(name, tmp_path):
+def test_onnx_round_trip(name, tmp_path, request):
     pytest.importorskip("onnx", reason="format='onnx' needs onnx")
+    if BACKEND == "tensorflow":
+        # Keras 3.15.1 + tf2onnx 1.17: the constants of `keras.layers.Normalization(mean=...,
+        # variance=...)`, which both models start with, become graph inputs
+        # ('.../normalization/Sub/y:0') that ONNX Runtime asks for; a plain Normalization ->
+        # Dense model does the same. Strict: this test turns red when an upgrade fixes it.
+        request.applymarker(pytest.mark.xfail(raises=ValueError, strict=True, reason=NORM_BUG))
     exporter = ONNX_EXPORTERS[BACKEND]
     pytest.importorskip(exporter, reason=f"format='onnx' on the {BACKEND} backend needs {exporter}")
     model, images, expected, _ = exported(name)

@@ -9,18 +9,19 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
 
 from tests import holding
 from tests.cifar_archives import write_cifar10
-from tests.example_scripts import REPO, TUNING, load_script
+from tests.example_scripts import REPO, TUNING
 
 SEARCH = os.path.join(TUNING, "search.py")
+DISTRIBUTED = os.path.join(TUNING, "distributed.sh")
 TINY = {"num_blocks": 3, "layers_per_block": 1, "stage_filters": [4, 8, 8]}
 TIMEOUT = 900
 
@@ -129,39 +130,47 @@ def completed_and_started(log_dir):
     return re.findall(r"trial (\d+) COMPLETED", text), re.findall(r"trial (\d+) started", text)
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def distributed(num_workers, command, log_dir, env, **popen):
+    """`bash tuning/distributed.sh` in its own process group, its logs in `log_dir`."""
+    env = {**env, "LOG_DIR": str(log_dir), "KERASTUNER_ORACLE_PORT": str(free_port())}
+    return subprocess.Popen(
+        ["bash", DISTRIBUTED, str(num_workers), *map(str, command)],
+        env=env,
+        text=True,
+        start_new_session=True,
+        **popen,
+    )
+
+
 @pytest.mark.slow
 def test_distributed_search_runs_every_trial_once_despite_a_killed_worker(tmp_path, data_dir):
-    """`search.py --workers 2`: a chief and two workers on loopback; tuner0 is killed while it
-    runs its first trial (held there by `tests.holding`), and restarted by the launcher."""
+    """`distributed.sh 2 search.py`: a chief and two workers on loopback; tuner0 is killed while
+    it runs its first trial (held there by `tests.holding`), and restarted under its ID."""
     project = tmp_path / "out" / "p"
-    log_dir = project / "logs"
+    log_dir = tmp_path / "logs"
     marker = tmp_path / "held"
     env = holding.environment(
         tmp_path / "hook", holding.trial_begin(None, "tuner0"), marker, environment()
     )
-    command = search_command(data_dir, tmp_path / "out", "--workers=2", f"--timeout={TIMEOUT}")
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    output = []
-    reader = threading.Thread(target=lambda: output.extend(process.stdout))
-    reader.daemon = True
-    reader.start()
-    try:
-        killed = holding.wait_for_marker(marker, [process])
-        os.kill(int((log_dir / "tuner0.pid").read_text()), signal.SIGKILL)
-        process.wait(TIMEOUT + 60)
-    finally:
-        stop(process)
-    reader.join(10)
-    output = "".join(output)
+    with open(tmp_path / "chief.log", "w") as log:
+        process = distributed(
+            2, search_command(data_dir, tmp_path / "out"), log_dir, env, stdout=log, stderr=log
+        )
+        try:
+            killed = holding.wait_for_marker(marker, [process])
+            os.kill(int((log_dir / "tuner0.pid").read_text()), signal.SIGKILL)
+            process.wait(TIMEOUT)
+        finally:
+            stop(process)
+    output = (tmp_path / "chief.log").read_text()
     assert process.returncode == 0, output[-5000:]
-    assert "[launcher] tuner0 exited with -9; restarting it" in output
+    assert "[distributed] tuner0 exited with 137; restarting it (1/3)" in output
 
     completed, started = completed_and_started(log_dir)
     # No trial lost, none run twice to the end.
@@ -172,8 +181,9 @@ def test_distributed_search_runs_every_trial_once_despite_a_killed_worker(tmp_pa
     assert sorted(set(started)) == ["0000", "0001", "0002", "0003"]
     assert started.count(killed) == 2
     assert all(started.count(trial) == 1 for trial in set(started) - {killed})
-    # Both workers ran trials, and their progress lines reached the launcher's output.
-    assert "[tuner0] trial" in output and "[tuner1] trial" in output
+    # Both workers ran trials.
+    assert "[tuner0] trial" in (log_dir / "tuner0.log").read_text()
+    assert "[tuner1] trial" in (log_dir / "tuner1.log").read_text()
     assert_whole_grid_once(project)
 
 
@@ -199,23 +209,28 @@ WORKER_SCRIPT = textwrap.dedent(
 )
 
 
-def test_launcher_restarts_a_dead_worker_under_its_id(tmp_path):
-    search = load_script("launcher", TUNING).Launcher(
-        [sys.executable, "-c", WORKER_SCRIPT, str(tmp_path)],
-        num_workers=2,
-        port=12345,
-        log_dir=str(tmp_path / "logs"),
+def test_distributed_restarts_a_dead_worker_under_its_id(tmp_path):
+    env = {**os.environ, "KERASTUNER_ORACLE_IP": "10.0.0.1"}
+    process = distributed(
+        2,
+        [sys.executable, "-c", WORKER_SCRIPT, tmp_path],
+        tmp_path / "logs",
+        env,
+        stderr=subprocess.PIPE,
     )
-    assert search.start().wait(timeout=60) == 0
-    assert search.restarts == {"tuner0": 0, "tuner1": 1}
-    assert (tmp_path / "chief.env").read_text() == "127.0.0.1:12345\n"
-    assert (tmp_path / "tuner0.env").read_text() == "127.0.0.1:12345\n"
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+    port = re.search(r"on 10\.0\.0\.1:(\d+)", errors).group(1)
+    assert (tmp_path / "chief.env").read_text() == f"10.0.0.1:{port}\n"
+    assert (tmp_path / "tuner0.env").read_text() == f"10.0.0.1:{port}\n"
     # Started twice under the same ID: killed once, then finished.
-    assert (tmp_path / "tuner1.env").read_text() == "127.0.0.1:12345\n" * 2
+    assert (tmp_path / "tuner1.env").read_text() == f"10.0.0.1:{port}\n" * 2
+    assert "tuner1 exited with 137; restarting it (1/3)" in errors
+    assert "tuner0 exited" not in errors
     assert "trial 0001 started" in (tmp_path / "logs" / "tuner1.log").read_text()
 
 
-def test_launcher_stops_a_worker_that_keeps_dying(tmp_path):
+def test_distributed_stops_the_search_when_a_worker_keeps_dying(tmp_path):
     script = textwrap.dedent(
         """
         import os, signal, time
@@ -224,18 +239,19 @@ def test_launcher_stops_a_worker_that_keeps_dying(tmp_path):
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
-    search = load_script("launcher", TUNING).Launcher(
-        [sys.executable, "-c", script], num_workers=1, max_restarts=2
+    env = {**os.environ, "MAX_RESTARTS": "2"}
+    process = distributed(
+        1, [sys.executable, "-c", script], tmp_path / "logs", env, stderr=subprocess.PIPE
     )
-    # The chief would sleep for 60 s: the launcher stops it when it gives up on the worker.
-    assert search.start().wait(timeout=50) == -signal.SIGKILL
-    assert search.restarts == {"tuner0": 2}
-    assert all(process.poll() is not None for process in search.processes.values())
+    # The chief would sleep for 60 s: the script stops it when it gives up on the worker.
+    _, errors = process.communicate(timeout=50)
+    assert process.returncode == 128 + signal.SIGTERM, errors
+    assert errors.count("tuner0 exited with 137; restarting it") == 2
+    assert "tuner0 exited with 137 after 2 restarts; stopping the search" in errors
 
 
-def test_tuner_env():
-    assert load_script("launcher", TUNING).tuner_env("tuner3", "10.0.0.1", 8000) == {
-        "KERASTUNER_TUNER_ID": "tuner3",
-        "KERASTUNER_ORACLE_IP": "10.0.0.1",
-        "KERASTUNER_ORACLE_PORT": "8000",
-    }
+@pytest.mark.parametrize("argv", [[], ["2"], ["0", "true"], ["two", "true"]])
+def test_distributed_rejects_bad_arguments(argv):
+    result = subprocess.run(["bash", DISTRIBUTED, *argv], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "usage: bash tuning/distributed.sh NUM_WORKERS COMMAND" in result.stderr

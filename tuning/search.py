@@ -17,8 +17,9 @@ Examples:
         --learning-rates 0.1 --l2 1e-4 --initializers he --optimizers sgd nesterov \\
         --shortcuts projection identity --directory /tmp/search
 
-    # The same with a chief and two workers on this machine.
-    python tuning/search.py ... --workers 2
+    # The same with KerasTuner's chief and two workers on this machine; a worker that dies
+    # is restarted and gets its trial back (see tuning/distributed.sh).
+    bash tuning/distributed.sh 2 python tuning/search.py ...
 
     # On several machines sharing the project directory: one chief, and any
     # number of workers, each with a unique KERASTUNER_TUNER_ID.
@@ -32,12 +33,9 @@ import argparse
 import json
 import math
 import os
-import shutil
-import sys
 import time
 
 import keras
-import launcher
 import plots
 
 from keras_rir import cli, data, reporting, tuning
@@ -86,11 +84,6 @@ def parse_args(argv=None):
     parser.add_argument("--max-retries", type=int, default=0, help="reruns of a trial that fails")
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"])
     parser.add_argument("--top", type=int, default=10, help="trials in the printed table")
-    parser.add_argument("--workers", type=int, default=0, help="run a chief and N local workers")
-    parser.add_argument("--host", default="127.0.0.1", help="address of the chief (--workers)")
-    parser.add_argument("--port", type=int, default=None, help="port of the chief (--workers)")
-    parser.add_argument("--max-restarts", type=int, default=3, help="restarts of a dead worker")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds (--workers)")
     args = parser.parse_args(argv)
     args.project_name = args.project_name or f"{args.model}_{args.dataset}_{args.tuner}"
     args.model_kwargs = json.loads(args.model_kwargs)
@@ -98,50 +91,13 @@ def parse_args(argv=None):
     return args
 
 
-def _child_argv(argv):
-    """`argv` without the launcher's own flags, for the chief and the workers."""
-    launcher_flags = {"--workers", "--host", "--port", "--max-restarts", "--timeout"}
-    child, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in launcher_flags:
-            skip = True
-        elif arg.split("=", 1)[0] in launcher_flags or arg == "--overwrite":
-            continue
-        else:
-            child.append(arg)
-    return child
-
-
-def launch(args, argv):
-    """Starts a chief and `args.workers` workers on this machine and waits for them."""
-    project = os.path.join(args.directory, args.project_name)
-    if args.overwrite and os.path.exists(project):
-        shutil.rmtree(project)
-    command = [sys.executable, os.path.abspath(__file__), *_child_argv(argv)]
-    print(f"[launcher] chief and {args.workers} workers on {args.host}", flush=True)
-    code = launcher.launch(
-        command,
-        args.workers,
-        host=args.host,
-        port=args.port,
-        max_restarts=args.max_restarts,
-        log_dir=os.path.join(project, "logs"),
-        timeout=args.timeout,
-    )
-    if code != 0:
-        raise SystemExit(code)
-    with open(os.path.join(project, "best.json")) as file:
-        return json.load(file).get("test_accuracy")
-
-
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    if args.workers and "KERASTUNER_ORACLE_IP" not in os.environ:
-        return launch(args, argv)
-    worker = launcher.is_worker()
+    # KerasTuner's distributed mode: the chief serves the oracle, workers ask it for trials.
+    worker = (
+        "KERASTUNER_ORACLE_IP" in os.environ
+        and os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
+    )
 
     cifar = data.load_cifar(
         args.dataset,

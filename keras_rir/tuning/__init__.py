@@ -5,7 +5,7 @@ on one machine or many.
 penalty, initializer, optimizer, shortcut) over any `keras_rir.models` network;
 `make_tuner` searches it, maximizing accuracy on data held out from the
 training set; the functions of `results` write `trials.csv` and `best.json`
-and evaluate the best trial. `tuning/search.py` (with `tuning/launcher.py`, a
+and evaluate the best trial. `tuning/search.py` (with `tuning/distributed.sh`, a
 chief and workers on one machine in KerasTuner's distributed mode, and
 `tuning/plots.py`, `trials.png`) is the command line over all of it.
 
