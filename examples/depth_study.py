@@ -62,26 +62,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    budget, data_dirs = experiments.budget_from_args(args)
     tables = experiments.depth_tables(args.configs, args.layers_per_block, args.num_blocks)
     tables = [tables[f"table{key}"] for key in sorted(set(args.table))]
-    print(experiments.budget_statement(budget), flush=True)
-    summaries = experiments.run_experiments(
-        tables,
-        args.output_dir,
-        data_dirs=data_dirs,
-        budget=budget,
-        markdown_name="depth.md",
-        verbose=args.verbose,
-    )
-    print(experiments.markdown_tables(tables, summaries, budget), flush=True)
+    summaries = experiments.run_from_args(args, tables, "depth.md")
     for table in tables:
         if table.key == "table6":
             path = experiments.plot_depth(
                 table, summaries, os.path.join(args.output_dir, "depth.png")
             )
             print(f"Wrote {path}", flush=True)
-    print(f"Wrote {args.output_dir}/depth.md and {args.output_dir}/depth.json", flush=True)
     return {run_id: summary["test_accuracy"] for run_id, summary in summaries.items()}
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "markdown_tables",
     "plot_depth",
     "run_experiments",
+    "run_from_args",
 ]
 
 
@@ -495,6 +496,38 @@ def run_experiments(
         )
         _write_outputs(tables, summaries, budget, output_dir, markdown_name)
     _write_outputs(tables, summaries, budget, output_dir, markdown_name)
+    return summaries
+
+
+def run_from_args(args, tables, markdown_name, model_names=None):
+    """`run_experiments` with the flags of `add_budget_arguments`; prints the tables.
+
+    Args:
+        args: the parsed `argparse.Namespace`.
+        tables: a list of `Table`s.
+        markdown_name: file name of the markdown tables in `args.output_dir`.
+        model_names: None to run every row, else only the runs of these models.
+
+    Returns:
+        The summaries returned by `run_experiments`.
+
+    Example:
+    >>> summaries = experiments.run_from_args(args, [tables["table3"]], "tables.md")
+    """
+    budget, data_dirs = budget_from_args(args)
+    print(budget_statement(budget), flush=True)
+    summaries = run_experiments(
+        tables,
+        args.output_dir,
+        data_dirs=data_dirs,
+        budget=budget,
+        markdown_name=markdown_name,
+        model_names=model_names,
+        verbose=args.verbose,
+    )
+    print(markdown_tables(tables, summaries, budget), flush=True)
+    stem = os.path.join(args.output_dir, os.path.splitext(markdown_name)[0])
+    print(f"Wrote {stem}.md and {stem}.json", flush=True)
     return summaries
 
 

@@ -44,21 +44,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    budget, data_dirs = experiments.budget_from_args(args)
     tables = experiments.main_tables()
     tables = [tables[f"table{key}"] for key in sorted(set(args.table))]
-    print(experiments.budget_statement(budget), flush=True)
-    summaries = experiments.run_experiments(
-        tables,
-        args.output_dir,
-        data_dirs=data_dirs,
-        budget=budget,
-        markdown_name="tables.md",
-        model_names=args.models,
-        verbose=args.verbose,
-    )
-    print(experiments.markdown_tables(tables, summaries, budget), flush=True)
-    print(f"Wrote {args.output_dir}/tables.md and {args.output_dir}/tables.json", flush=True)
+    summaries = experiments.run_from_args(args, tables, "tables.md", model_names=args.models)
     return {run_id: summary["test_accuracy"] for run_id, summary in summaries.items()}
 
 
