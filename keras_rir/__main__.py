@@ -1,5 +1,7 @@
-"""`python -m keras_rir train ...`: the `keras-rir` command."""
+"""`python -m keras_rir train ...`: the `keras-rir` command, run as its console script runs it."""
+
+import sys
 
 from keras_rir.cli import main
 
-main()
+sys.exit(main())

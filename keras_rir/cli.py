@@ -206,17 +206,16 @@ def _train(parser, args):
         f"{results['train_images_per_second'] or 0:.0f} training images/s; see {files}",
         flush=True,
     )
-    return results["test_accuracy"]
 
 
 def main(argv=None):
-    """Runs `keras-rir <command> [flags]`; returns the command's headline figure.
+    """Runs `keras-rir <command> [flags]`; the results go to the command's output folder.
+
+    Returns None, so that the console script (`sys.exit(main())`) exits with status 0; bad
+    flags exit with status 2 (argparse).
 
     Args:
         argv: the arguments (default: `sys.argv[1:]`).
-
-    Returns:
-        `train`: the test accuracy.
     """
     parser, args = _parse(sys.argv[1:] if argv is None else argv)
-    return _train(parser, args)
+    _train(parser, args)
