@@ -10,14 +10,18 @@ and is timed in these variants, interleaved round by round after one untimed sli
 - `fit_steps_per_execution` (TensorFlow and JAX):
   `compile(steps_per_execution=--steps-per-execution)`;
 - `fit_jit` (TensorFlow and torch): `compile(jit_compile=True)` (JAX always compiles);
+  `--compile-variants` picks which of these two run (both by default);
 - `train_on_batch`: the train step alone on batches already on the device (no input
   pipeline, no augmentation);
 - `evaluate`: `model.evaluate` on as many images (the per-epoch validation's cost per image).
 
-Reported per variant: seconds per 1,000 images (median over the rounds), and the split of a
-`fit` epoch: train step, augmentation (`fit - fit_no_augment`), input pipeline and callbacks
-(`fit_no_augment - train_on_batch`); a 50,000-image epoch with 10,000 validation images
-is extrapolated from them.
+Reported per variant: seconds per 1,000 images (median over the rounds); for the `fit`
+variants also the part spent between its steps' first start and last end (`in_steps`) and
+the rest of the call (`outside_steps`: building and tearing down the epoch's data iterator;
+a fixed cost per epoch, not per image). The split of a `fit` epoch: train step, augmentation
+(`fit - fit_no_augment`, in steps), input pipeline and callbacks (`fit_no_augment -
+train_on_batch`, in steps) and the per-epoch cost outside the steps; a 50,000-image epoch
+with 10,000 validation images is extrapolated from them.
 
 Usage (from the repository root):
     KERAS_BACKEND=tensorflow python -m benchmarks.epoch_split --data-dir /path/to/cifar10
@@ -41,6 +45,13 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps-per-execution", type=int, default=8)
+    parser.add_argument(
+        "--compile-variants",
+        nargs="*",
+        default=["steps_per_execution", "jit"],
+        choices=["steps_per_execution", "jit"],
+        help="which compile() variants of fit to time besides the default (none: leave empty)",
+    )
     common.add_common_arguments(parser, steps=16, windows=3, warmup=0)
     return parser.parse_args(argv)
 
@@ -71,20 +82,38 @@ def _training_model(args, weights, mean, std, augment=True, **compile_kwargs):
     return model
 
 
-def variants(args, x, y):
+class _StepClock(keras.callbacks.Callback):
+    """Remembers when a `fit` call's first step began and its last step ended."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.first_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last_end = time.perf_counter()
+
+
+def variants(args, x, y, clock):
     """{name: callable running one slice}, each compiled by one untimed call."""
     mean, std = data_lib.channel_stats(x)
     weights = common.build(args.model, args.num_classes, args.image_size).get_weights()
-    fit_kwargs = {"batch_size": args.batch_size, "epochs": 1, "verbose": 0, "shuffle": True}
+    fit_kwargs = {
+        "batch_size": args.batch_size,
+        "epochs": 1,
+        "verbose": 0,
+        "shuffle": True,
+        "callbacks": [clock],
+    }
     models = {
         "fit": _training_model(args, weights, mean, std),
         "fit_no_augment": _training_model(args, weights, mean, std, augment=False),
     }
-    if keras.backend.backend() != "torch":  # Keras allows only 1 on torch.
+    if "steps_per_execution" in args.compile_variants and keras.backend.backend() != "torch":
+        # Keras allows only 1 on torch.
         models["fit_steps_per_execution"] = _training_model(
             args, weights, mean, std, steps_per_execution=args.steps_per_execution
         )
-    if keras.backend.backend() != "jax":
+    if "jit" in args.compile_variants and keras.backend.backend() != "jax":
         models["fit_jit"] = _training_model(args, weights, mean, std, jit_compile=True)
     runs = {name: (lambda m=model: m.fit(x, y, **fit_kwargs)) for name, model in models.items()}
     batches = [
@@ -104,38 +133,66 @@ def main(argv=None):
     args = parse_args(argv)
     common.set_precision(args.mixed_precision)
     x, y = _images(args)
-    runs = variants(args, x, y)
+    clock = _StepClock()
+    runs = variants(args, x, y, clock)
     seconds = {name: [] for name in runs}
+    in_steps = {name: [] for name in runs if name.startswith("fit")}
     for round_index in range(args.rounds):
         names = list(runs)[round_index % len(runs) :] + list(runs)[: round_index % len(runs)]
         for name in names:
             start = time.perf_counter()
             runs[name]()
             seconds[name].append((time.perf_counter() - start) * 1000 / len(x))
+            if name in in_steps:
+                in_steps[name].append((clock.last_end - clock.first_start) * 1000 / len(x))
     per_1000 = {name: statistics.median(values) for name, values in seconds.items()}
+    steps_1000 = {name: statistics.median(values) for name, values in in_steps.items()}
+    outside_s = {
+        name: statistics.median(
+            (total - inside) * len(x) / 1000
+            for total, inside in zip(seconds[name], in_steps[name], strict=True)
+        )
+        for name in in_steps
+    }
     split = {
         "train_step": per_1000["train_on_batch"],
-        "augmentation": per_1000["fit"] - per_1000["fit_no_augment"],
-        "input_pipeline_and_callbacks": per_1000["fit_no_augment"] - per_1000["train_on_batch"],
+        "augmentation": steps_1000["fit"] - steps_1000["fit_no_augment"],
+        "input_pipeline_and_callbacks": steps_1000["fit_no_augment"] - per_1000["train_on_batch"],
     }
     epoch = {
-        "training_s": 50 * per_1000["fit"],
+        "training_s": 50 * steps_1000["fit"] + outside_s["fit"],
+        "outside_steps_s": outside_s["fit"],
         "validation_s": 10 * per_1000["evaluate"],
     }
     for name, value in per_1000.items():
         spread = f"{min(seconds[name]):.2f}-{max(seconds[name]):.2f}"
-        print(f"{keras.backend.backend():>10} {name:>24}: {value:.2f} s / 1000 images ({spread})")
+        inside = (
+            f"; in steps {steps_1000[name]:.2f}, outside steps {outside_s[name]:.2f} s per call"
+            if name in steps_1000
+            else ""
+        )
+        print(
+            f"{keras.backend.backend():>10} {name:>24}: {value:.2f} s / 1000 images "
+            f"({spread}){inside}"
+        )
     print(
-        "fit split: "
-        + ", ".join(f"{k} {v / per_1000['fit']:.0%}" for k, v in split.items())
-        + f"; 50,000-image epoch {epoch['training_s']:.0f} s + validation "
+        "fit split per 1000 images in steps: "
+        + ", ".join(f"{k} {v / steps_1000['fit']:.0%}" for k, v in split.items())
+        + f"; 50,000-image epoch {epoch['training_s']:.0f} s (of which "
+        f"{epoch['outside_steps_s']:.1f} s outside the steps) + validation "
         f"{epoch['validation_s']:.0f} s",
         flush=True,
     )
     common.write_json(
         args.json,
         common.record(
-            args, {"seconds_per_1000_images": seconds, "split": split, "epoch_estimate": epoch}
+            args,
+            {
+                "seconds_per_1000_images": seconds,
+                "in_steps_seconds_per_1000_images": in_steps,
+                "split": split,
+                "epoch_estimate": epoch,
+            },
         ),
     )
     return per_1000

@@ -11,6 +11,7 @@ import pytest
 import keras_rir
 from benchmarks import (
     common,
+    epoch_split,
     gap_attribution,
     input_pipeline,
     overhead,
@@ -232,6 +233,26 @@ def test_input_pipeline_runs(tmp_path):
     (result,) = load(path)["results"]
     assert ratio == pytest.approx(result["ratio"]["ratio"])
     assert set(result["throughput"]) == {"preprocessing", "training"}
+
+
+def test_epoch_split_separates_the_steps_from_the_rest_of_fit(tmp_path):
+    path = tmp_path / "split.json"
+    per_1000 = epoch_split.main(
+        ["--model", "cnn32", "--batch-size", "4", "--steps", "2", "--rounds", "2"]
+        + ["--image-size", "8", "--compile-variants", "--json", str(path)]
+    )
+    result = load(path)["results"]
+    totals, in_steps = result["seconds_per_1000_images"], result["in_steps_seconds_per_1000_images"]
+    assert set(per_1000) == {"fit", "fit_no_augment", "train_on_batch", "evaluate"}
+    assert set(in_steps) == {"fit", "fit_no_augment"}
+    for name, values in in_steps.items():
+        assert len(values) == 2
+        assert all(0 < inside <= total for inside, total in zip(values, totals[name], strict=True))
+    epoch = result["epoch_estimate"]
+    assert epoch["outside_steps_s"] >= 0
+    assert epoch["training_s"] == pytest.approx(
+        50 * statistics.median(in_steps["fit"]) + epoch["outside_steps_s"]
+    )
 
 
 def test_interleaved_windows_alternate_in_abba_order():
