@@ -119,6 +119,7 @@ def test_torch_reference_generalized_init_is_partial_identity():
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend  # the driver; train_step itself runs on every backend above
 def test_run_all_drives_a_subprocess_per_backend(tmp_path, capsys):
     backend = keras.backend.backend()
     summary = run_all.main(

@@ -235,6 +235,7 @@ def test_script_defaults_are_the_paper():
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend
 def test_reproduce_tables_then_stream_ablation(tmp_path, capsys):
     generated = write_cifar10(tmp_path, num_train=20, num_test=10)
     output_dir = str(tmp_path / "experiment")
@@ -290,6 +291,7 @@ def test_reproduce_tables_then_stream_ablation(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend
 def test_depth_study(tmp_path, capsys):
     generated = write_cifar10(tmp_path, num_train=20, num_test=10)
     output_dir = str(tmp_path / "depth")

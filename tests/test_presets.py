@@ -154,6 +154,7 @@ np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend  # compares this backend with the two others
 def test_shipped_preset_predicts_the_same_on_every_backend(tmp_path):
     images = _raw_images(16, seed=5)
     np.save(tmp_path / "x.npy", images)
@@ -172,6 +173,7 @@ def test_shipped_preset_predicts_the_same_on_every_backend(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend  # the other backends predict the same: the test below
 @pytest.mark.skipif(
     not os.path.isdir(REAL_CIFAR10),
     reason=f"the real CIFAR-10 is not at {REAL_CIFAR10} (set KERAS_RIR_DATA_DIR)",

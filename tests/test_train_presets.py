@@ -8,6 +8,10 @@ import pytest
 from tests import example_scripts
 from tests.cifar_archives import write_cifar10
 
+# Launching, packing and the deadline do not depend on the backend; the runs themselves use
+# keras-rir train, tested on every backend in test_cli.py.
+pytestmark = pytest.mark.one_backend
+
 TINY = '{"num_blocks": 3, "layers_per_block": 1, "stage_filters": [4, 8, 8]}'
 
 

@@ -25,6 +25,10 @@ DISTRIBUTED = os.path.join(TUNING, "distributed.sh")
 TINY = {"num_blocks": 3, "layers_per_block": 1, "stage_filters": [4, 8, 8]}
 TIMEOUT = 900
 
+# KerasTuner's oracle files and the chief/worker processes do not depend on the backend;
+# the search on each backend is tested in-process in test_tuning.py.
+pytestmark = pytest.mark.one_backend
+
 
 def environment():
     path = os.environ.get("PYTHONPATH")
