@@ -19,27 +19,8 @@ import json
 import os
 import time
 
-from keras_rir import reporting, training
+from keras_rir import cli, reporting, training
 from keras_rir._validation import check_positive_int, invalid_value
-
-__all__ = [
-    "PAPER_BUDGET",
-    "PAPER_DEPTH_CONFIGS",
-    "PAPER_LAYERS_PER_BLOCK",
-    "Budget",
-    "Row",
-    "RunSpec",
-    "Table",
-    "add_budget_arguments",
-    "budget_from_args",
-    "budget_statement",
-    "depth_tables",
-    "main_tables",
-    "markdown_tables",
-    "plot_depth",
-    "run_experiments",
-    "run_from_args",
-]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,33 +83,24 @@ def main_tables():
 
     Reference: arXiv:1603.08029, Tables 1-4.
     """
-    wide = {
-        dataset: [
-            ("18-layer + wide CNN", _spec("wide_cnn18", dataset)),
-            ("18-layer + wide ResNet", _spec("wide_resnet18", dataset)),
-            ("18-layer + wide ResNet Init", _spec("wide_resnet_init18", dataset)),
-            ("18-layer + wide RiR", _spec("wide_rir18", dataset)),
+
+    def wide(dataset, accuracies):
+        labels = {"cnn": "CNN", "resnet": "ResNet", "resnet_init": "ResNet Init", "rir": "RiR"}
+        return [
+            Row(f"18-layer + wide {label}", accuracy, _spec(f"wide_{name}18", dataset))
+            for (name, label), accuracy in zip(labels.items(), accuracies, strict=True)
         ]
-        for dataset in ("cifar10", "cifar100")
-    }
+
     table1 = [
         Row("Highway Network", 92.40),
         Row("ResNet (32 layers)", 92.49),
         Row("ResNet (110 layers)", 93.57),
         Row("Large ALL-CNN", 95.59),
         Row("Fractional Max-Pooling", 96.53),
-    ] + [
-        Row(label, accuracy, run)
-        for (label, run), accuracy in zip(
-            wide["cifar10"], (93.64, 93.95, 94.28, 94.99), strict=True
-        )
-    ]
-    table2 = [Row("Highway Network", 67.76), Row("ELU-Network", 75.72)] + [
-        Row(label, accuracy, run)
-        for (label, run), accuracy in zip(
-            wide["cifar100"], (75.17, 76.58, 75.99, 77.10), strict=True
-        )
-    ]
+    ] + wide("cifar10", (93.64, 93.95, 94.28, 94.99))
+    table2 = [Row("Highway Network", 67.76), Row("ELU-Network", 75.72)] + wide(
+        "cifar100", (75.17, 76.58, 75.99, 77.10)
+    )
     table3 = [
         Row("ResNet (He et al., 2015b)", 92.49),
         Row("CNN", 89.03, _spec("cnn32")),
@@ -185,8 +157,8 @@ def depth_tables(configs=None, layers_per_block=None, num_blocks=15):
     Reference: arXiv:1603.08029, Tables 5-6 and Figure 4.
     """
     configs = list(PAPER_DEPTH_CONFIGS) if configs is None else [tuple(c) for c in configs]
-    layers_per_block = (
-        list(PAPER_LAYERS_PER_BLOCK) if layers_per_block is None else list(layers_per_block)
+    layers_per_block = list(
+        PAPER_LAYERS_PER_BLOCK if layers_per_block is None else layers_per_block
     )
     num_blocks = check_positive_int("num_blocks", num_blocks)
     table5 = tuple(
@@ -197,19 +169,18 @@ def depth_tables(configs=None, layers_per_block=None, num_blocks=15):
         )
         for blocks, layers in configs
     )
-    table6 = []
-    for layers in layers_per_block:
-        paper = (
-            PAPER_LAYERS_PER_BLOCK.get(layers, (None, None)) if num_blocks == 15 else (None,) * 2
+    paper = PAPER_LAYERS_PER_BLOCK if num_blocks == 15 else {}
+    table6 = [
+        Row(
+            f"{label}, {layers} layers/block",
+            accuracy,
+            _spec(name, num_blocks=num_blocks, layers_per_block=layers),
         )
-        for name, label, accuracy in (("resnet", "ResNet", paper[0]), ("rir", "RiR", paper[1])):
-            table6.append(
-                Row(
-                    f"{label}, {layers} layers/block",
-                    accuracy,
-                    _spec(name, num_blocks=num_blocks, layers_per_block=layers),
-                )
-            )
+        for layers in layers_per_block
+        for name, label, accuracy in zip(
+            ("resnet", "rir"), ("ResNet", "RiR"), paper.get(layers, (None, None)), strict=True
+        )
+    ]
     return {
         "table5": Table("table5", "Table 5: CIFAR-10, RiR blocks x layers per block", table5),
         "table6": Table(
@@ -222,39 +193,55 @@ def depth_tables(configs=None, layers_per_block=None, num_blocks=15):
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """How much training each run gets; the defaults are `keras_rir.training.PAPER_RECIPE`'s.
+    """How much training each run gets: its recipe, the images it uses and its seed.
 
     Attributes:
-        epochs: passes over the training set (the learning-rate decays scale
-            with it).
-        batch_size: minibatch size.
-        learning_rate: initial learning rate (not in the paper).
+        recipe: the `keras_rir.training.Recipe` of every run (default: the paper's).
         max_train_examples: train on the first N examples (None: all of them).
         max_test_examples: evaluate on the first N test examples (None: all
             of them).
         seed: seed of every run.
     """
 
-    epochs: int = training.PAPER_RECIPE.epochs
-    batch_size: int = training.PAPER_RECIPE.batch_size
-    learning_rate: float = training.PAPER_RECIPE.learning_rate
+    recipe: training.Recipe = training.PAPER_RECIPE
     max_train_examples: int | None = None
     max_test_examples: int | None = None
     seed: int = 0
 
+    @classmethod
+    def from_record(cls, record):
+        """The `Budget` of a JSON record of `dataclasses.asdict(budget)`, e.g. of `run.json`.
+
+        Also reads the flat records of earlier versions (`epochs`, `batch_size` and
+        `learning_rate` beside the other fields, the rest of the recipe the paper's).
+        """
+        record = dict(record)
+        if "recipe" in record:
+            record["recipe"] = training.Recipe(**record["recipe"])
+        else:
+            flat = {key: record.pop(key) for key in ("epochs", "batch_size", "learning_rate")}
+            record["recipe"] = training.PAPER_RECIPE.replace(**flat)
+        return cls(**record)
+
     def reductions(self):
-        """Plain sentences, one per way this budget falls short of the paper's; empty if none."""
+        """Plain sentences, one per way this budget departs from the paper's; empty if none."""
+        recipe, paper = self.recipe, training.PAPER_RECIPE
         notes = []
-        if self.epochs < PAPER_BUDGET.epochs:
-            notes.append(f"{self.epochs} epochs instead of the paper's {PAPER_BUDGET.epochs}")
-        if self.max_train_examples is not None and self.max_train_examples < 50_000:
-            notes.append(f"the first {self.max_train_examples:,} training images instead of 50,000")
-        if self.max_test_examples is not None and self.max_test_examples < 10_000:
-            notes.append(f"the first {self.max_test_examples:,} test images instead of 10,000")
-        if self.batch_size != PAPER_BUDGET.batch_size:
-            notes.append(
-                f"batch size {self.batch_size} instead of the paper's {PAPER_BUDGET.batch_size}"
-            )
+        if recipe.epochs < paper.epochs:
+            notes.append(f"{recipe.epochs} epochs instead of the paper's {paper.epochs}")
+        for images, count, total in (
+            ("training", self.max_train_examples, 50_000),
+            ("test", self.max_test_examples, 10_000),
+        ):
+            if count is not None and count < total:
+                notes.append(f"the first {count:,} {images} images instead of {total:,}")
+        # The other fields but the learning rate (not in the paper), decays scaled to the run.
+        paper = paper.scaled_to(recipe.epochs)
+        for field in dataclasses.fields(recipe):
+            ours, theirs = getattr(recipe, field.name), getattr(paper, field.name)
+            if field.name not in ("epochs", "learning_rate") and ours != theirs:
+                name = field.name.replace("_", " ")
+                notes.append(f"{name} {ours} instead of the paper's {theirs}")
         return notes
 
 
@@ -264,9 +251,10 @@ PAPER_BUDGET = Budget()
 def add_budget_arguments(parser, output_dir="runs/experiments"):
     """Adds the data, budget and output flags the experiment scripts share to `parser`.
 
-    Defaults are the paper's recipe. Flags: `--cifar10-dir`, `--cifar100-dir`,
-    `--epochs`, `--batch-size`, `--learning-rate`, `--max-train-examples`,
-    `--max-test-examples`, `--seed`, `--output-dir`, `--verbose`.
+    Flags: `--cifar10-dir`, `--cifar100-dir`, the recipe flags of
+    `keras_rir.cli.add_recipe_arguments` (`--budget`, `--epochs`, `--batch-size`,
+    `--learning-rate`, `--optimizer`, ...; default: the paper's recipe),
+    `--max-train-examples`, `--max-test-examples`, `--seed`, `--output-dir`, `--verbose`.
 
     Args:
         parser: an `argparse.ArgumentParser`.
@@ -278,22 +266,13 @@ def add_budget_arguments(parser, output_dir="runs/experiments"):
     Example:
     >>> parser = experiments.add_budget_arguments(argparse.ArgumentParser())
     """
-    parser.add_argument(
-        "--cifar10-dir",
-        help="local CIFAR-10 in the binary layout (else the default of keras_rir.data.load_cifar)",
-    )
-    parser.add_argument(
-        "--cifar100-dir",
-        help="local CIFAR-100 in the binary layout (else the default of keras_rir.data.load_cifar)",
-    )
-    parser.add_argument("--epochs", type=int, default=PAPER_BUDGET.epochs)
-    parser.add_argument("--batch-size", type=int, default=PAPER_BUDGET.batch_size)
-    parser.add_argument(
-        "--learning-rate",
-        type=float,
-        default=PAPER_BUDGET.learning_rate,
-        help="initial learning rate (not in the paper)",
-    )
+    for dataset in ("cifar10", "cifar100"):
+        parser.add_argument(
+            f"--{dataset}-dir",
+            help=f"local {dataset} in the binary layout (else the default of "
+            "keras_rir.data.load_cifar)",
+        )
+    cli.add_recipe_arguments(parser)
     parser.add_argument("--max-train-examples", type=int, help="train on the first N images only")
     parser.add_argument("--max-test-examples", type=int, help="test on the first N images only")
     parser.add_argument("--seed", type=int, default=PAPER_BUDGET.seed)
@@ -317,18 +296,10 @@ def budget_from_args(args):
     >>> budget, data_dirs = experiments.budget_from_args(args)
     """
     budget = Budget(
-        epochs=check_positive_int("epochs", args.epochs),
-        batch_size=check_positive_int("batch_size", args.batch_size),
-        learning_rate=args.learning_rate,
-        max_train_examples=args.max_train_examples,
-        max_test_examples=args.max_test_examples,
-        seed=args.seed,
+        cli.recipe_from_args(args), args.max_train_examples, args.max_test_examples, args.seed
     )
-    data_dirs = {
-        name: path
-        for name, path in (("cifar10", args.cifar10_dir), ("cifar100", args.cifar100_dir))
-        if path
-    }
+    dirs = {dataset: getattr(args, f"{dataset}_dir") for dataset in ("cifar10", "cifar100")}
+    data_dirs = {dataset: path for dataset, path in dirs.items() if path}
     return budget, data_dirs
 
 
@@ -341,9 +312,10 @@ def budget_statement(budget):
             + "; ".join(reductions)
             + ". These accuracies are not comparable with the paper's."
         )
+    paper = training.PAPER_RECIPE
     return (
-        f"Budget: the paper's recipe ({PAPER_BUDGET.epochs} epochs, "
-        f"batch {PAPER_BUDGET.batch_size}, all training images)."
+        f"Budget: the paper's recipe ({paper.epochs} epochs, "
+        f"batch {paper.batch_size}, all training images)."
     )
 
 
@@ -356,13 +328,10 @@ def _load_data(dataset, data_dirs, budget, cache):
             data_dir=(data_dirs or {}).get(dataset),
             max_train_examples=budget.max_train_examples,
         )
-        if budget.max_test_examples is not None:
-            data = dataclasses.replace(
-                data,
-                x_test=data.x_test[: budget.max_test_examples],
-                y_test=data.y_test[: budget.max_test_examples],
-            )
-        cache[dataset] = data
+        test = slice(budget.max_test_examples)  # None: all of them.
+        cache[dataset] = dataclasses.replace(
+            data, x_test=data.x_test[test], y_test=data.y_test[test]
+        )
     return cache[dataset]
 
 
@@ -373,14 +342,14 @@ def _read_json(path):
         return json.load(file)
 
 
-def _summary(spec, record, results):
+def _summary(spec, record, results, status):
     environment = results.get("environment", {})
     return {
         "run_id": spec.run_id,
         "model": spec.model_name,
         "model_kwargs": dict(spec.model_kwargs),
         "dataset": spec.dataset,
-        "status": record["status"],
+        "status": status,
         "budget": record["budget"],
         "test_accuracy": results.get("test_accuracy"),
         "epochs": results.get("epochs"),
@@ -444,10 +413,10 @@ def run_experiments(
     >>> summaries = experiments.run_experiments(
     ...     [experiments.main_tables()["table3"]], "runs/table3",
     ...     data_dirs={"cifar10": "data/cifar10"},
-    ...     budget=experiments.Budget(epochs=10, max_train_examples=5000))
+    ...     budget=experiments.Budget(
+    ...         keras_rir.training.PAPER_RECIPE.replace(epochs=10), max_train_examples=5000))
     """
-    if train_fn is None:
-        train_fn = training.train
+    train_fn = train_fn or training.train
     tables = list(tables.values()) if isinstance(tables, dict) else list(tables)
     specs = list(dict.fromkeys(row.run for table in tables for row in table.rows if row.run))
     budget_dict = dataclasses.asdict(budget)
@@ -457,7 +426,7 @@ def run_experiments(
         run_dir = os.path.join(output_dir, "runs", spec.run_id)
         record_path = os.path.join(run_dir, "run.json")
         record = _read_json(record_path)
-        if record is not None and record["budget"] != budget_dict:
+        if record is not None and Budget.from_record(record["budget"]) != budget:
             raise invalid_value(
                 "output_dir",
                 output_dir,
@@ -466,7 +435,7 @@ def run_experiments(
             )
         if record is not None and record["status"] == "finished":
             results = _read_json(os.path.join(run_dir, "results.json")) or {}
-            summaries[spec.run_id] = {**_summary(spec, record, results), "status": "skipped"}
+            summaries[spec.run_id] = _summary(spec, record, results, "skipped")
             print(f"[experiments] {spec.run_id}: finished before, skipped", flush=True)
             continue
         if model_names is not None and spec.model_name not in model_names:
@@ -480,16 +449,14 @@ def run_experiments(
             spec.model_name,
             _load_data(spec.dataset, data_dirs, budget, cache),
             run_dir,
-            epochs=budget.epochs,
-            batch_size=budget.batch_size,
-            learning_rate=budget.learning_rate,
+            budget.recipe,
             seed=budget.seed,
             model_kwargs=dict(spec.model_kwargs),
             verbose=verbose,
         )
         record["status"] = "finished"
         reporting.write_results(record, record_path)
-        summaries[spec.run_id] = {**_summary(spec, record, results), "status": "trained"}
+        summaries[spec.run_id] = _summary(spec, record, results, "trained")
         print(
             f"[experiments] {spec.run_id}: test accuracy {results['test_accuracy']:.4f}",
             flush=True,
@@ -546,8 +513,8 @@ def _write_outputs(tables, summaries, budget, output_dir, markdown_name):
         file.write(markdown_tables(tables, summaries, budget))
 
 
-def _cell(value, digits=2):
-    return "—" if value is None else f"{value:.{digits}f}"
+def _cell(value, spec=".2f"):
+    return "—" if value is None else f"{value:{spec}}"
 
 
 def markdown_tables(tables, summaries, budget=PAPER_BUDGET):
@@ -577,28 +544,22 @@ def markdown_tables(tables, summaries, budget=PAPER_BUDGET):
             "|---|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for row in table.rows:
-            summary = summaries.get(row.run.run_id) if row.run else None
             if row.run is None:
                 cells = [row.label, _cell(row.paper_accuracy), "not built here"] + [""] * 6
                 lines.append("| " + " | ".join(cells) + " |")
                 continue
-            accuracy = None
-            if summary and summary.get("test_accuracy") is not None:
-                accuracy = 100.0 * summary["test_accuracy"]
-            difference = (
-                None
-                if accuracy is None or row.paper_accuracy is None
-                else accuracy - row.paper_accuracy
-            )
-            summary = summary or {}
+            summary = summaries.get(row.run.run_id) or {}
+            accuracy = summary.get("test_accuracy")
+            accuracy = None if accuracy is None else 100.0 * accuracy
+            known = accuracy is not None and row.paper_accuracy is not None
             cells = [
                 row.label,
                 _cell(row.paper_accuracy),
                 _cell(accuracy),
-                "—" if difference is None else f"{difference:+.2f}",
+                _cell(accuracy - row.paper_accuracy if known else None, "+.2f"),
                 str(summary.get("epochs") or "—"),
                 str(summary.get("num_train_examples") or "—"),
-                _cell(summary.get("wall_time_seconds"), 0),
+                _cell(summary.get("wall_time_seconds"), ".0f"),
                 f"{summary.get('backend') or '—'} / {summary.get('device') or '—'}",
                 f"`{row.run.run_id}`",
             ]
@@ -631,32 +592,21 @@ def plot_depth(table, summaries, path):
     figure = Figure(figsize=(7, 4))
     axes = figure.subplots()
     for index, (name, label) in enumerate((("resnet", "ResNet"), ("rir", "RiR"))):
-        rows = [row for row in table.rows if row.run and row.run.model_name == name]
-        layers = [dict(row.run.model_kwargs)["layers_per_block"] for row in rows]
-        ours = [
-            (x, 100.0 * summaries[row.run.run_id]["test_accuracy"])
-            for x, row in zip(layers, rows, strict=True)
-            if summaries.get(row.run.run_id, {}).get("test_accuracy") is not None
-        ]
-        paper = [
-            (x, row.paper_accuracy)
-            for x, row in zip(layers, rows, strict=True)
-            if row.paper_accuracy is not None
-        ]
-        colour = f"C{index}"
-        if ours:
-            axes.plot(*zip(*ours, strict=True), marker="o", color=colour, label=f"{label} (ours)")
-        if paper:
-            axes.plot(
-                *zip(*paper, strict=True),
-                linestyle="--",
-                marker="x",
-                color=colour,
-                label=f"{label} (paper)",
-            )
-    axes.set_xlabel("layers per block")
-    axes.set_ylabel("test accuracy (%)")
-    axes.set_title(table.title)
+        ours, paper = [], []
+        for row in table.rows:
+            if row.run is None or row.run.model_name != name:
+                continue
+            layers = dict(row.run.model_kwargs)["layers_per_block"]
+            accuracy = summaries.get(row.run.run_id, {}).get("test_accuracy")
+            if accuracy is not None:
+                ours.append((layers, 100.0 * accuracy))
+            if row.paper_accuracy is not None:
+                paper.append((layers, row.paper_accuracy))
+        for points, source, style in ((ours, "ours", "o-"), (paper, "paper", "x--")):
+            if points:
+                xs, ys = zip(*points, strict=True)
+                axes.plot(xs, ys, style, color=f"C{index}", label=f"{label} ({source})")
+    axes.set(xlabel="layers per block", ylabel="test accuracy (%)", title=table.title)
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -18,8 +18,9 @@ Usage (from the repository root, with `PYTHONPATH=.` or after `pip install -e .`
         --cifar10-dir /path/to/cifar10 --epochs 10 --max-train-examples 10000 \\
         --output-dir runs/table3_reduced
 
-`--epochs`, `--max-train-examples`, `--max-test-examples` reduce the budget; the
-report says so in its first line. `main()` returns `{run id: test accuracy}`.
+`--budget quick`, `--epochs`, `--max-train-examples`, `--max-test-examples` reduce the budget
+(the recipe flags are `keras-rir train`'s); the report says so in its first line. `main()`
+returns `{run id: test accuracy}`.
 """
 
 import argparse

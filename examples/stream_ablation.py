@@ -25,7 +25,6 @@ rows (a dict `{by: rows}`).
 
 import argparse
 import csv
-import json
 import os
 
 import experiments
@@ -107,35 +106,30 @@ def _trained_model(args, budget, data_dirs):
     return os.path.join(args.output_dir, "runs", spec.run_id, "model.keras")
 
 
-def _budget_of(model_path):
-    record_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "run.json")
-    if not os.path.exists(record_path):
-        return None
-    with open(record_path) as file:
-        return json.load(file)["budget"]
-
-
 def main(argv=None):
     args = parse_args(argv)
     budget, data_dirs = experiments.budget_from_args(args)
     model_path = _trained_model(args, budget, data_dirs)
     model = keras.saving.load_model(model_path)
     data = data_lib.load_cifar("cifar10", data_dir=data_dirs.get("cifar10"), max_train_examples=1)
-    x_test, y_test = data.x_test, data.y_test
-    if budget.max_test_examples is not None:
-        x_test, y_test = x_test[: budget.max_test_examples], y_test[: budget.max_test_examples]
-    model_budget = _budget_of(model_path)
+    test = slice(budget.max_test_examples)  # None: all of them.
+    x_test, y_test = data.x_test[test], data.y_test[test]
+    record = experiments._read_json(
+        os.path.join(os.path.dirname(os.path.abspath(model_path)), "run.json")
+    )
+    model_budget = record and record["budget"]
     statement = (
-        experiments.budget_statement(experiments.Budget(**model_budget))
+        experiments.budget_statement(experiments.Budget.from_record(model_budget))
         if model_budget
         else "Budget of the model: unknown (not trained by these scripts)."
     )
     print(f"Model: {statement}\nAblation on the first {len(x_test)} test images.", flush=True)
     os.makedirs(args.output_dir, exist_ok=True)
     results = {}
+    batch_size = budget.recipe.batch_size
     for by in ("output", "input") if args.by == "both" else (args.by,):
         rows = analysis.stream_ablation(
-            model, x_test, y_test, by=by, batch_size=args.batch_size, layer_names=args.layers
+            model, x_test, y_test, by=by, batch_size=batch_size, layer_names=args.layers
         )
         results[by] = rows
         stem = os.path.join(args.output_dir, f"ablation_{by}")
@@ -147,7 +141,7 @@ def main(argv=None):
                 "num_test_examples": len(x_test),
                 "model_budget": model_budget,
                 "budget_statement": statement,
-                "evaluation": {"batch_size": args.batch_size, "test_examples": len(x_test)},
+                "evaluation": {"batch_size": batch_size, "test_examples": len(x_test)},
                 "rows": rows,
                 "environment": reporting.environment(),
             },

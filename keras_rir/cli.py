@@ -4,7 +4,8 @@ Installed with the package as the `keras-rir` command (also `python -m keras_rir
 The recipe flags are generated from the fields of `keras_rir.training.Recipe`,
 and `--budget` picks a named recipe of `keras_rir.training.BUDGETS` (`paper`,
 the default, or `quick`, about 10 minutes of `rir32` on a 2-core CPU); a flag
-given changes that field only. `tuning/search.py` shares these flag builders.
+given changes that field only. `tuning/search.py` and the experiment scripts of
+`examples/` share these flag builders.
 
 Example:
     keras-rir train --budget quick --mixed-precision
@@ -54,7 +55,7 @@ def add_recipe_arguments(parser):
         default="paper",
         choices=sorted(training.BUDGETS),
         help="named recipe: paper (section 3: 82 epochs, batch 500) or quick (5 epochs, "
-        "batch 128, about 10 minutes of rir32 on a 2-core CPU) (default: paper)",
+        "batch 128, about 10 minutes of rir32 on a 2-core CPU) (default: %(default)s)",
     )
     for field in dataclasses.fields(training.Recipe):
         default = field.default

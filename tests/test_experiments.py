@@ -16,6 +16,12 @@ experiments = load_script("experiments")
 TINY = ["--epochs", "1", "--batch-size", "10", "--max-test-examples", "10", "--verbose", "0"]
 
 
+def budget(epochs, batch_size=500, **kwargs):
+    """A `Budget` of the paper's recipe for `epochs` (its decays scaled) and `batch_size`."""
+    recipe = training.PAPER_RECIPE.replace(epochs=epochs, batch_size=batch_size)
+    return experiments.Budget(recipe, **kwargs)
+
+
 def all_specs(tables):
     return [row.run for table in tables.values() for row in table.rows if row.run]
 
@@ -87,35 +93,37 @@ def test_every_run_is_a_registered_builder_call():
 
 
 def test_budget_defaults_are_the_recipe():
-    recipe = training.PAPER_RECIPE
-    budget = experiments.PAPER_BUDGET
-    assert (budget.epochs, budget.batch_size, budget.learning_rate) == (
-        recipe.epochs,
-        recipe.batch_size,
-        recipe.learning_rate,
-    )
-    assert budget == experiments.Budget()
+    assert experiments.PAPER_BUDGET.recipe == training.PAPER_RECIPE
+    assert experiments.PAPER_BUDGET == experiments.Budget()
 
 
 def test_budget_statement():
     assert experiments.PAPER_BUDGET.reductions() == []
     assert experiments.budget_statement(experiments.PAPER_BUDGET).startswith("Budget: the paper")
-    budget = experiments.Budget(epochs=2, max_train_examples=1000, batch_size=100)
-    statement = experiments.budget_statement(budget)
+    statement = experiments.budget_statement(budget(2, batch_size=100, max_train_examples=1000))
     assert statement.startswith("**Reduced budget**")
     assert "2 epochs instead of the paper's 82" in statement
     assert "1,000 training images instead of 50,000" in statement
     assert "batch size 100 instead of the paper's 500" in statement
+    # The learning rate is not the paper's; other recipe fields are, the decays scaled.
+    assert "decay" not in statement and "learning rate" not in statement
+    recipe = training.PAPER_RECIPE.replace(learning_rate=0.1)
+    assert experiments.Budget(recipe).reductions() == []
+    recipe = recipe.replace(optimizer="adam", decay_epochs=(10, 20))
+    assert experiments.Budget(recipe).reductions() == [
+        "optimizer adam instead of the paper's sgd",
+        "decay epochs (10, 20) instead of the paper's (42, 62)",
+    ]
 
 
 def fake_train(calls):
     """A stand-in for keras_rir.training.train that records its calls and writes results."""
 
-    def train(model_name, data, output_dir, **kwargs):
+    def train(model_name, data, output_dir, recipe, **kwargs):
         calls.append((model_name, kwargs["model_kwargs"], data.name, len(data.x_train)))
         results = {
             "test_accuracy": 0.5 + 0.01 * len(calls),
-            "epochs": kwargs["epochs"],
+            "epochs": recipe.epochs,
             "num_train_examples": len(data.x_train),
             "num_test_examples": len(data.x_test),
             "wall_time_seconds": 1.0,
@@ -133,8 +141,11 @@ def test_run_bookkeeping(tmp_path):
     generated = write_cifar10(tmp_path, num_train=20, num_test=10)
     tables = [experiments.main_tables()["table3"], experiments.main_tables()["table4"]]
     output_dir = str(tmp_path / "experiment")
-    budget = experiments.Budget(epochs=1, max_train_examples=10, max_test_examples=5)
-    run = dict(output_dir=output_dir, data_dirs={"cifar10": generated.data_dir}, budget=budget)
+    run = dict(
+        output_dir=output_dir,
+        data_dirs={"cifar10": generated.data_dir},
+        budget=budget(1, max_train_examples=10, max_test_examples=5),
+    )
     calls = []
     summaries = experiments.run_experiments(tables, train_fn=fake_train(calls), **run)
     assert [call[0] for call in calls] == ["cnn32", "resnet32", "resnet_init32", "rir32"] + [
@@ -169,13 +180,28 @@ def test_run_bookkeeping(tmp_path):
     assert [call[0] for call in resumed] == ["resnet32"]
     assert summaries["cifar10-resnet32"]["status"] == "trained"
 
+    # A run.json of an earlier version (epochs, batch size and learning rate flat in the
+    # budget) still counts as finished with the same budget; another flat budget is refused.
+    record = json.load(open(record_path))
+    recipe = record["budget"].pop("recipe")
+    record["budget"].update({key: recipe[key] for key in ("epochs", "batch_size")})
+    record["budget"]["learning_rate"] = recipe["learning_rate"]
+    json.dump(record, open(record_path, "w"))
+    assert experiments.Budget.from_record(record["budget"]) == run["budget"]
+    summaries = experiments.run_experiments(tables, train_fn=fake_train([]), **run)
+    assert summaries["cifar10-resnet32"]["status"] == "skipped"
+    record["budget"]["epochs"] = 2
+    assert experiments.Budget.from_record(record["budget"]) == budget(
+        2, max_train_examples=10, max_test_examples=5
+    )
+
     # Another budget in the same directory is refused.
     with pytest.raises(ValueError, match="output_dir"):
         experiments.run_experiments(
             tables,
             output_dir,
             data_dirs=run["data_dirs"],
-            budget=experiments.Budget(epochs=2),
+            budget=budget(2),
             train_fn=fake_train([]),
         )
 
@@ -187,7 +213,7 @@ def test_model_names_filter(tmp_path):
         [experiments.main_tables()["table3"]],
         str(tmp_path / "experiment"),
         data_dirs={"cifar10": generated.data_dir},
-        budget=experiments.Budget(epochs=1),
+        budget=budget(1),
         model_names=["rir32"],
         train_fn=fake_train(calls),
     )
@@ -222,11 +248,15 @@ def test_plot_stream_ablation(tmp_path):
 
 
 def test_script_defaults_are_the_paper():
-    args = load_script("reproduce_tables").parse_args([])
+    reproduce_tables = load_script("reproduce_tables")
+    args = reproduce_tables.parse_args([])
     assert args.table == ["1", "2", "3", "4"]
-    assert (args.epochs, args.batch_size, args.seed) == (82, 500, 0)
-    assert args.learning_rate == training.PAPER_RECIPE.learning_rate
-    assert args.max_train_examples is None and args.max_test_examples is None
+    assert experiments.budget_from_args(args) == (experiments.PAPER_BUDGET, {})
+    # The recipe flags are keras-rir train's: a named budget, changed by each flag given.
+    args = reproduce_tables.parse_args(["--budget", "quick", "--epochs", "2", "--seed", "1"])
+    assert experiments.budget_from_args(args)[0] == experiments.Budget(
+        training.QUICK_RECIPE.replace(epochs=2), seed=1
+    )
     args = load_script("depth_study").parse_args([])
     assert args.configs == [(15, 2), (3, 10), (6, 5), (15, 5), (9, 3)]
     assert args.layers_per_block == [2, 4, 6, 8, 10] and args.num_blocks == 15

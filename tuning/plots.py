@@ -8,8 +8,6 @@ import math
 
 from keras_rir import tuning
 
-__all__ = ["plot_trials"]
-
 
 def _format(value):
     return f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -35,10 +33,7 @@ def plot_trials(rows, path, axes=tuning.AXES):
     >>> plots.plot_trials(rows, "/tmp/search/trials.png")
     '/tmp/search/trials.png'
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     objective = tuning.OBJECTIVE
     finished = [row for row in rows if not math.isnan(row[objective])]
@@ -46,14 +41,10 @@ def plot_trials(rows, path, axes=tuning.AXES):
     # Axes searched with one value say nothing; keep them only if nothing varied.
     varied = [name for name in present if len({str(row.get(name)) for row in rows}) > 1]
     axes = varied or present or [objective]
-    figure, panels = plt.subplots(
-        1, len(axes), figsize=(3.2 * len(axes), 3.2), sharey=True, squeeze=False
-    )
+    figure = Figure(figsize=(3.2 * len(axes), 3.2))
+    panels = figure.subplots(1, len(axes), sharey=True, squeeze=False)
     for panel, name in zip(panels[0], axes, strict=True):
-        values = []
-        for row in rows:
-            if row.get(name) not in values:
-                values.append(row.get(name))
+        values = list(dict.fromkeys(row.get(name) for row in rows))
         for position, value in enumerate(values):
             # Best first, as the trials are ranked.
             scores = sorted(
@@ -72,5 +63,4 @@ def plot_trials(rows, path, axes=tuning.AXES):
     panels[0][0].set_ylabel(objective)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path
