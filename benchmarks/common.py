@@ -25,7 +25,6 @@ import keras
 import numpy as np
 
 import keras_rir
-from benchmarks import flops
 from keras_rir import reporting, training
 
 # Every network of Table 7, in the paper's order.
@@ -69,40 +68,43 @@ def add_common_arguments(parser, steps=5, windows=5, warmup=2):
     return parser
 
 
-def jit_compile_value(text):
-    return {"auto": "auto", "true": True, "false": False}[text]
-
-
 def set_precision(mixed_precision):
     keras.config.set_dtype_policy("mixed_bfloat16" if mixed_precision else "float32")
 
 
-def synthetic_batch(batch_size, num_classes=10, input_shape=(32, 32, 3), seed=0):
-    """A batch of uniform [0, 1) float32 images and integer labels, as NumPy arrays."""
-    rng = np.random.default_rng(seed)
-    images = rng.random((batch_size, *input_shape), dtype=np.float32)
-    labels = rng.integers(0, num_classes, size=(batch_size,)).astype("int32")
+def synthetic_batch(batch_size, args):
+    """Uniform [0, 1) float32 images and integer labels (NumPy) of `args`' size, classes, seed."""
+    rng = np.random.default_rng(args.seed)
+    images = rng.random((batch_size, args.image_size, args.image_size, 3), dtype=np.float32)
+    labels = rng.integers(0, args.num_classes, size=(batch_size,)).astype("int32")
     return images, labels
 
 
-def compile_for_training(model, learning_rate=0.1, jit_compile="auto"):
-    """Compiles `model` as the recipe trains it: `training.make_optimizer("sgd")`, cross-entropy."""
+def compile_for_training(model, args, loss="sparse_categorical_crossentropy"):
+    """Compiles `model` as the recipe trains it (SGD, cross-entropy) with `args`' rate and jit."""
     model.compile(
-        optimizer=training.make_optimizer("sgd", learning_rate),
-        loss="sparse_categorical_crossentropy",
-        jit_compile=jit_compile,
+        optimizer=training.make_optimizer("sgd", args.learning_rate),
+        loss=loss,
+        jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile],
     )
     return model
 
 
-def graph_config(model):
-    """A deep copy of `model`'s graph as a plain functional config (`"layers"`, connections).
+def rebuild(model, rewrite_layer, copy_weights=False):
+    """A new model from a deep copy of `model`'s graph config, `rewrite_layer(entry)` on each layer.
 
-    A `keras_rir.models.ResidualNetwork`'s own config holds its architecture arguments, so
-    the graph is read from a plain `keras.Model` over the same inputs and outputs.
+    A `keras_rir.models.ResidualNetwork`'s own config holds its architecture arguments, so the
+    graph is read from a plain `keras.Model` over the same inputs and outputs. `copy_weights`
+    gives the new model `model`'s weights.
     """
     plain = keras.Model(model.inputs, model.outputs, name=model.name)
-    return copy.deepcopy(plain.get_config())
+    config = copy.deepcopy(plain.get_config())
+    for entry in config["layers"]:
+        rewrite_layer(entry)
+    clone = keras.Model.from_config(config)
+    if copy_weights:
+        clone.set_weights(model.get_weights())
+    return clone
 
 
 def trainable_parameters(model):
@@ -158,6 +160,14 @@ def interleaved_windows(steps_by_name, steps, windows, warmup):
                 step()
             durations[name].append(time.perf_counter() - start)
     return durations
+
+
+def time_steps(steps_by_name, args, batch_size, steps=None):
+    """`(durations, throughputs)` by name of `interleaved_windows` of `steps` or `args.steps`."""
+    steps = args.steps if steps is None else steps
+    durations = interleaved_windows(steps_by_name, steps, args.windows, args.warmup)
+    rates = {name: throughput(window_s, steps, batch_size) for name, window_s in durations.items()}
+    return durations, rates
 
 
 def throughput(durations, steps, batch_size):
@@ -227,11 +237,8 @@ def _lscpu():
         text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
-    fields = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    return fields
+    lines = (line.partition(":") for line in text.splitlines())
+    return {key.strip(): value.strip() for key, _, value in lines}
 
 
 def cpu_peak_gflops():
@@ -255,12 +262,7 @@ def cpu_peak_gflops():
         ghz = float(fields["BogoMIPS"]) / 2000
     else:
         ghz = float("nan")
-    if "avx512f" in flags:
-        per_cycle = 64
-    elif "avx2" in flags and "fma" in flags:
-        per_cycle = 32
-    else:
-        per_cycle = 8
+    per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags and "fma" in flags else 8
     return {
         "gflops": cores * ghz * per_cycle,
         "cores": cores,
@@ -270,22 +272,15 @@ def cpu_peak_gflops():
     }
 
 
-def model_record(model):
-    """Parameter and multiply-add counts of a model."""
-    return {
-        "trainable_parameters": trainable_parameters(model),
-        "multiply_adds_per_image": flops.multiply_adds(model),
-        "training_flops_per_image": flops.training_flops(model),
-    }
+def write_record(args, results, **extra):
+    """Writes the results with the hyperparameters, environment and the CPU's estimated peak.
 
-
-def achieved_gflops(images_per_s, training_flops_per_image):
-    return images_per_s * training_flops_per_image / 1e9
-
-
-def record(args, results, **extra):
-    """Results with the hyperparameters, environment and the machine's estimated peak."""
-    return {
+    Nothing is written without `args.json` (`--json`).
+    """
+    if not args.json:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    data = {
         "arguments": vars(args),
         "environment": reporting.environment(),
         "cpu_peak": cpu_peak_gflops(),
@@ -300,13 +295,7 @@ def record(args, results, **extra):
         **extra,
         "results": results,
     }
-
-
-def write_json(path, data):
-    if path:
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        reporting.write_results(data, path)
+    reporting.write_results(data, args.json)
 
 
 def build(name, num_classes=10, image_size=32, **kwargs):

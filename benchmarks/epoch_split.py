@@ -52,8 +52,7 @@ def parse_args(argv=None):
         choices=["steps_per_execution", "jit"],
         help="which compile() variants of fit to time besides the default (none: leave empty)",
     )
-    common.add_common_arguments(parser, steps=16, windows=3, warmup=0)
-    return parser.parse_args(argv)
+    return common.add_common_arguments(parser, steps=16, windows=3, warmup=0).parse_args(argv)
 
 
 def _images(args):
@@ -97,13 +96,9 @@ def variants(args, x, y, clock):
     """{name: callable running one slice}, each compiled by one untimed call."""
     mean, std = data_lib.channel_stats(x)
     weights = common.build(args.model, args.num_classes, args.image_size).get_weights()
-    fit_kwargs = {
-        "batch_size": args.batch_size,
-        "epochs": 1,
-        "verbose": 0,
-        "shuffle": True,
-        "callbacks": [clock],
-    }
+    fit_kwargs = dict(
+        batch_size=args.batch_size, epochs=1, verbose=0, shuffle=True, callbacks=[clock]
+    )
     models = {
         "fit": _training_model(args, weights, mean, std),
         "fit_no_augment": _training_model(args, weights, mean, std, augment=False),
@@ -183,18 +178,8 @@ def main(argv=None):
         f"{epoch['validation_s']:.0f} s",
         flush=True,
     )
-    common.write_json(
-        args.json,
-        common.record(
-            args,
-            {
-                "seconds_per_1000_images": seconds,
-                "in_steps_seconds_per_1000_images": in_steps,
-                "split": split,
-                "epoch_estimate": epoch,
-            },
-        ),
-    )
+    results = {"seconds_per_1000_images": seconds, "in_steps_seconds_per_1000_images": in_steps}
+    common.write_record(args, {**results, "split": split, "epoch_estimate": epoch})
     return per_1000
 
 

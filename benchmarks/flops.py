@@ -78,11 +78,8 @@ def multiply_adds(model, by_layer=False):
     """
     if not isinstance(model, keras.Model) or not model.built:
         raise invalid_value("model", model, "a built keras.Model")
-    per_layer = {}
-    for layer in model.layers:
-        macs = _layer_multiply_adds(layer)
-        if macs:
-            per_layer[layer.name] = macs
+    per_layer = {layer.name: _layer_multiply_adds(layer) for layer in model.layers}
+    per_layer = {name: macs for name, macs in per_layer.items() if macs}
     total = sum(per_layer.values())
     return (total, per_layer) if by_layer else total
 

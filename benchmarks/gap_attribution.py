@@ -24,7 +24,6 @@ import keras
 import torch
 
 from benchmarks import common, torch_reference
-from keras_rir import training
 
 NETWORKS = ("cnn32", "wide_cnn18")
 # Keras variant -> the PyTorch variant it is divided by.
@@ -35,14 +34,6 @@ VARIANTS = {
     "logits": "as_built",
     "channels_first": "as_built",
 }
-
-
-def _rewrite(model, rewrite_layer):
-    """A fresh model from `model`'s config with `rewrite_layer(entry)` applied to each layer."""
-    config = common.graph_config(model)
-    for entry in config["layers"]:
-        rewrite_layer(entry)
-    return keras.Model.from_config(config)
 
 
 def _drop_penalty(entry):
@@ -82,15 +73,15 @@ def keras_variant(model, variant):
         A tuple `(model, from_logits)`.
     """
     if variant == "as_built":
-        return _rewrite(model, lambda entry: None), False
+        return common.rebuild(model, lambda entry: None), False
     if variant == "no_penalty":
-        return _rewrite(model, _drop_penalty), False
+        return common.rebuild(model, _drop_penalty), False
     if variant == "no_batch_norm":
-        return _rewrite(model, _drop_batch_norm), False
+        return common.rebuild(model, _drop_batch_norm), False
     if variant == "channels_first":
-        return _rewrite(model, _to_channels_first), False
+        return common.rebuild(model, _to_channels_first), False
     if variant == "logits":
-        clone = _rewrite(model, lambda entry: None)
+        clone = common.rebuild(model, lambda entry: None)
         return keras.Model(clone.input, clone.get_layer("probabilities").input), True
     raise ValueError(f"variant: got {variant!r}; expected one of {sorted(VARIANTS)}")
 
@@ -103,10 +94,8 @@ def torch_variant(name, variant, num_classes, images, labels, seed, mixed_precis
     """
     torch.manual_seed(seed)
     net = torch_reference.Table7Net(name, num_classes, batch_norm=variant != "no_batch_norm")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     l2 = 0.0 if variant == "no_penalty" else 1e-4
-    step = torch_reference.TorchStep(net, images, labels, device, True, mixed_precision, l2=l2)
-    return net, step
+    return net, torch_reference.TorchStep(net, images, labels, True, mixed_precision, l2)
 
 
 def parse_args(argv=None):
@@ -114,46 +103,35 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="cnn32", choices=NETWORKS)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--batch-size", type=int, default=128)
-    common.add_common_arguments(parser, steps=2, windows=6, warmup=2)
-    return parser.parse_args(argv)
+    return common.add_common_arguments(parser, steps=2, windows=6, warmup=2).parse_args(argv)
 
 
 def measure(args):
-    shape = (args.image_size, args.image_size, 3)
-    images, labels = common.synthetic_batch(args.batch_size, args.num_classes, shape, args.seed)
+    images, labels = common.synthetic_batch(args.batch_size, args)
     built = common.build(args.model, args.num_classes, args.image_size)
-    jit_compile = common.jit_compile_value(args.jit_compile)
-    steps, parameters = {}, {}
+    steps, torch_parameters = {}, {}
     for variant in sorted(set(VARIANTS[v] for v in args.variants)):
         net, steps[f"torch_{variant}"] = torch_variant(
             args.model, variant, args.num_classes, images, labels, args.seed, args.mixed_precision
         )
-        parameters[f"torch_{variant}"] = torch_reference.parameter_count(net)
+        torch_parameters[variant] = torch_reference.parameter_count(net)
     for variant in args.variants:
         model, from_logits = keras_variant(built, variant)
-        model.compile(
-            optimizer=training.make_optimizer("sgd", args.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-            jit_compile=jit_compile,
-        )
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        common.compile_for_training(model, args, loss)
         batch = images.transpose(0, 3, 1, 2) if variant == "channels_first" else images
         steps[f"keras_{variant}"] = common.KerasStep(model, batch, labels)
-        parameters[f"keras_{variant}"] = common.trainable_parameters(model)
-    for variant in args.variants:
-        ours, theirs = parameters[f"keras_{variant}"], parameters[f"torch_{VARIANTS[variant]}"]
+        ours, theirs = common.trainable_parameters(model), torch_parameters[VARIANTS[variant]]
         if ours != theirs:
             raise RuntimeError(
                 f"{variant}: {ours} trainable parameters in Keras, {theirs} in PyTorch"
             )
-    durations = common.interleaved_windows(steps, args.steps, args.windows, args.warmup)
+    durations, rates = common.time_steps(steps, args, args.batch_size)
     return {
         "model": args.model,
         "backend": keras.backend.backend(),
         "batch_size": args.batch_size,
-        "throughput": {
-            label: common.throughput(window_s, args.steps, args.batch_size)
-            for label, window_s in durations.items()
-        },
+        "throughput": rates,
         # Time ratio PyTorch/Keras of adjacent windows = Keras speed over PyTorch speed.
         "keras_over_torch": {
             variant: common.paired_ratio(
@@ -179,7 +157,7 @@ def main(argv=None):
             f"{ratio['ratio_ci_low']:.2f}-{ratio['ratio_ci_high']:.2f})",
             flush=True,
         )
-    common.write_json(args.json, common.record(args, [result], torch_version=torch.__version__))
+    common.write_record(args, [result], torch_version=torch.__version__)
     return {variant: ratio["ratio"] for variant, ratio in result["keras_over_torch"].items()}
 
 

@@ -41,8 +41,7 @@ def parse_args(argv=None):
     parser = common.parser(__doc__.splitlines()[0])
     parser.add_argument("--model", default="rir32")
     parser.add_argument("--batch-size", type=int, default=500)
-    common.add_common_arguments(parser, steps=2, windows=5, warmup=1)
-    return parser.parse_args(argv)
+    return common.add_common_arguments(parser, steps=2, windows=5, warmup=1).parse_args(argv)
 
 
 def main(argv=None):
@@ -56,20 +55,14 @@ def main(argv=None):
     mean, std = raw.reshape(-1, 3).mean(0), raw.reshape(-1, 3).std(0)
     network = common.build(args.model, args.num_classes, args.image_size)
     model = with_preprocessing(network, mean, std, seed=args.seed)
-    common.compile_for_training(
-        model, args.learning_rate, common.jit_compile_value(args.jit_compile)
-    )
+    common.compile_for_training(model, args)
     steps = {
         "preprocessing": PreprocessStep(model, raw),
         "training": common.KerasStep(model, raw.astype("float32"), labels),
     }
     for step in steps.values():
         common.first_step_seconds(step)
-    durations = common.interleaved_windows(steps, args.steps, args.windows, args.warmup)
-    rates = {
-        label: common.throughput(window_s, args.steps, args.batch_size)
-        for label, window_s in durations.items()
-    }
+    durations, rates = common.time_steps(steps, args, args.batch_size)
     ratio = common.paired_ratio(durations["training"], durations["preprocessing"])
     result = {
         "backend": keras.backend.backend(),
@@ -87,7 +80,7 @@ def main(argv=None):
         f"[{ratio['ratio_min']:.1f}, {ratio['ratio_max']:.1f}] (goal >= {GOAL:.0f})",
         flush=True,
     )
-    common.write_json(args.json, common.record(args, [result]))
+    common.write_record(args, [result])
     return ratio["ratio"]
 
 

@@ -23,21 +23,22 @@ Usage (from the repository root):
 
 import keras
 
-from benchmarks import common
+from benchmarks import common, flops
 from keras_rir.initializers import ResNetInitInitializer
 
-# name -> (builder name and kwargs of A, of B, goal on the time ratio A/B or None).
-PAIRS = {
-    "resnet_init32/cnn32": (("resnet_init32", {}), ("cnn32", {}), 1.02),
-    "rir32/resnet32": (("rir32", {}), ("resnet32", {}), 1.02),
-    "rir32/cnn32": (("rir32", {}), ("cnn32", {}), None),
-    "explicit/fused": (("rir32", {"implementation": "explicit"}), ("rir32", {}), None),
-    "decay/l2": (("resnet_init32", {}), ("resnet_init32", {"plain_l2": True}), 1.01),
-    "fused_bn/keras_bn": (("rir32", {}), ("rir32", {"keras_batch_norm": True}), None),
-    "wide_resnet_init18/wide_cnn18": (("wide_resnet_init18", {}), ("wide_cnn18", {}), 1.02),
-    "wide_rir18/wide_resnet18": (("wide_rir18", {}), ("wide_resnet18", {}), 1.02),
-}
-WIDE_PAIRS = ("wide_resnet_init18/wide_cnn18", "wide_rir18/wide_resnet18")
+
+def _to_plain_l2(entry):
+    if entry["class_name"] == "GeneralizedResidualConv2D":
+        config = entry["config"]
+        base = keras.initializers.deserialize(config.pop("kernel_initializer"))
+        initializer = ResNetInitInitializer(base, config.pop("residual_fraction"))
+        regularizer = keras.regularizers.L2(config.pop("l2"))
+        config.update(
+            use_bias=False,
+            kernel_initializer=keras.initializers.serialize(initializer),
+            kernel_regularizer=keras.regularizers.serialize(regularizer),
+        )
+        entry.update(module="keras.layers", class_name="Conv2D", registered_name=None)
 
 
 def with_plain_l2(model):
@@ -54,23 +55,12 @@ def with_plain_l2(model):
     Returns:
         A new `keras.Model`.
     """
-    config = common.graph_config(model)
-    for layer in config["layers"]:
-        if layer["class_name"] != "GeneralizedResidualConv2D":
-            continue
-        layer_config = layer["config"]
-        base = keras.initializers.deserialize(layer_config.pop("kernel_initializer"))
-        fraction = layer_config.pop("residual_fraction")
-        l2 = layer_config.pop("l2")
-        layer_config.update(
-            use_bias=False,
-            kernel_initializer=keras.initializers.serialize(ResNetInitInitializer(base, fraction)),
-            kernel_regularizer=keras.regularizers.serialize(keras.regularizers.L2(l2)),
-        )
-        layer.update(module="keras.layers", class_name="Conv2D", registered_name=None)
-    clone = keras.Model.from_config(config)
-    clone.set_weights(model.get_weights())
-    return clone
+    return common.rebuild(model, _to_plain_l2, copy_weights=True)
+
+
+def _to_keras_batch_norm(entry):
+    if entry["class_name"] == "BatchNormalization":
+        entry.update(module="keras.layers", registered_name=None)
 
 
 def with_keras_batch_norm(model):
@@ -82,22 +72,21 @@ def with_keras_batch_norm(model):
     Returns:
         A new `keras.Model` whose batch normalization runs Keras' own code.
     """
-    config = common.graph_config(model)
-    for layer in config["layers"]:
-        if layer["class_name"] == "BatchNormalization":
-            layer.update(module="keras.layers", registered_name=None)
-    clone = keras.Model.from_config(config)
-    clone.set_weights(model.get_weights())
-    return clone
+    return common.rebuild(model, _to_keras_batch_norm, copy_weights=True)
 
 
-def build_variant(name, kwargs, args, reference=None):
-    kwargs = dict(kwargs)
-    if kwargs.pop("plain_l2", False):
-        return with_plain_l2(reference)
-    if kwargs.pop("keras_batch_norm", False):
-        return with_keras_batch_norm(reference)
-    return common.build(name, args.num_classes, args.image_size, **kwargs)
+# name -> (builder name and kwargs of A; of B, a builder name or a function of model A;
+# goal on the time ratio A/B or None).
+PAIRS = {
+    "resnet_init32/cnn32": ("resnet_init32", {}, "cnn32", 1.02),
+    "rir32/resnet32": ("rir32", {}, "resnet32", 1.02),
+    "rir32/cnn32": ("rir32", {}, "cnn32", None),
+    "explicit/fused": ("rir32", {"implementation": "explicit"}, "rir32", None),
+    "decay/l2": ("resnet_init32", {}, with_plain_l2, 1.01),
+    "fused_bn/keras_bn": ("rir32", {}, with_keras_batch_norm, None),
+    "wide_resnet_init18/wide_cnn18": ("wide_resnet_init18", {}, "wide_cnn18", 1.02),
+    "wide_rir18/wide_resnet18": ("wide_rir18", {}, "wide_resnet18", 1.02),
+}
 
 
 def parse_args(argv=None):
@@ -110,25 +99,20 @@ def parse_args(argv=None):
         default=1,
         help="steps per window for the wide pairs (about 10x slower per step)",
     )
-    common.add_common_arguments(parser, steps=4, windows=6, warmup=2)
-    return parser.parse_args(argv)
+    return common.add_common_arguments(parser, steps=4, windows=6, warmup=2).parse_args(argv)
 
 
 def measure(pair, args):
-    (name_a, kwargs_a), (name_b, kwargs_b), goal = PAIRS[pair]
-    model_a = build_variant(name_a, kwargs_a, args)
-    model_b = build_variant(name_b, kwargs_b, args, reference=model_a)
-    images, labels = common.synthetic_batch(
-        args.batch_size, args.num_classes, (args.image_size, args.image_size, 3), args.seed
-    )
-    jit_compile = common.jit_compile_value(args.jit_compile)
+    name_a, kwargs_a, b, goal = PAIRS[pair]
+    model_a = common.build(name_a, args.num_classes, args.image_size, **kwargs_a)
+    model_b = b(model_a) if callable(b) else common.build(b, args.num_classes, args.image_size)
+    batch = common.synthetic_batch(args.batch_size, args)
     steps = {}
     for label, model in (("a", model_a), ("b", model_b)):
-        common.compile_for_training(model, args.learning_rate, jit_compile)
-        steps[label] = common.KerasStep(model, images, labels)
+        steps[label] = common.KerasStep(common.compile_for_training(model, args), *batch)
     first = {label: common.first_step_seconds(step) for label, step in steps.items()}
-    steps_per_window = args.wide_steps if pair in WIDE_PAIRS else args.steps
-    durations = common.interleaved_windows(steps, steps_per_window, args.windows, args.warmup)
+    steps_per_window = args.wide_steps if pair.startswith("wide") else args.steps
+    durations, rates = common.time_steps(steps, args, args.batch_size, steps_per_window)
     result = {
         "pair": pair,
         "backend": keras.backend.backend(),
@@ -138,10 +122,10 @@ def measure(pair, args):
         "first_step_s_a": first["a"],
         "first_step_s_b": first["b"],
         **common.paired_ratio(durations["a"], durations["b"]),
-        "images_per_s_a": common.throughput(durations["a"], steps_per_window, args.batch_size),
-        "images_per_s_b": common.throughput(durations["b"], steps_per_window, args.batch_size),
-        "multiply_adds_a": common.model_record(model_a)["multiply_adds_per_image"],
-        "multiply_adds_b": common.model_record(model_b)["multiply_adds_per_image"],
+        "images_per_s_a": rates["a"],
+        "images_per_s_b": rates["b"],
+        "multiply_adds_a": flops.multiply_adds(model_a),
+        "multiply_adds_b": flops.multiply_adds(model_b),
     }
     # The goal is met (or missed) for sure only if the median's interval is on one side of it.
     result["meets_goal"] = None if goal is None else result["ratio"] <= goal
@@ -170,7 +154,7 @@ def main(argv=None):
             f"B {result['images_per_s_b']['images_per_s']:.1f} img/s",
             flush=True,
         )
-    common.write_json(args.json, common.record(args, results))
+    common.write_record(args, results)
     return {result["pair"]: result["ratio"] for result in results}
 
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 from benchmarks import common
+from keras_rir import reporting
 
 BACKENDS = ("tensorflow", "jax", "torch")
 PARTS = ("train_step", "overhead", "torch_reference")
@@ -130,12 +131,10 @@ def main(argv=None):
                 arguments += [str(size) for size in args.batch_sizes] + args.extra
                 path = os.path.join(out, f"train_step_{backend}_{name}.json")
                 summary["train_step"].append(run("train_step", backend, arguments, path))
-        if "overhead" in args.parts:
-            path = os.path.join(out, f"overhead_{backend}.json")
-            summary["overhead"].append(run("overhead", backend, args.extra, path))
-        if "torch_reference" in args.parts:
-            path = os.path.join(out, f"torch_reference_{backend}.json")
-            summary["torch_reference"].append(run("torch_reference", backend, args.extra, path))
+        for part in ("overhead", "torch_reference"):
+            if part in args.parts:
+                path = os.path.join(out, f"{part}_{backend}.json")
+                summary[part].append(run(part, backend, args.extra, path))
     tables = {
         "train_step": train_step_table,
         "overhead": overhead_table,
@@ -143,7 +142,7 @@ def main(argv=None):
     }
     for part, runs in summary.items():
         print(f"\n## {part}\n\n{tables[part](runs)}")
-    common.write_json(os.path.join(out, "summary.json"), summary)
+    reporting.write_results(summary, os.path.join(out, "summary.json"))
     return summary
 
 

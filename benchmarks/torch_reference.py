@@ -24,6 +24,8 @@ from torch import nn
 from benchmarks import common
 from keras_rir.initializers import partial_identity
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
 # name -> (stage widths, blocks per stage, generalized units, outer shortcuts, head).
 NETWORKS = {
     "cnn32": ((16, 32, 64), (5, 5, 5), False, False, "dense"),
@@ -58,12 +60,10 @@ class Block(nn.Module):
         self.unit1 = conv_bn(c_in, c_out, stride, generalized, batch_norm=batch_norm)
         self.unit2 = conv_bn(c_out, c_out, 1, generalized, batch_norm=batch_norm)
         self.shortcut = None
-        if shortcut:
-            self.shortcut = (
-                nn.Identity()
-                if stride == 1 and c_in == c_out
-                else conv_bn(c_in, c_out, stride, generalized=False, batch_norm=batch_norm)
-            )
+        if shortcut and stride == 1 and c_in == c_out:
+            self.shortcut = nn.Identity()
+        elif shortcut:
+            self.shortcut = conv_bn(c_in, c_out, stride, generalized=False, batch_norm=batch_norm)
 
     def forward(self, x):
         y = self.unit2(torch.relu(self.unit1(x)))
@@ -91,10 +91,8 @@ class Table7Net(nn.Module):
                 c_in = width
         self.blocks = nn.Sequential(*layers)
         self.head = head
-        if head == "dense":
-            self.classifier = nn.Linear(c_in, num_classes)
-        else:
-            self.classifier = nn.Conv2d(c_in, num_classes, 1)
+        dense = head == "dense"
+        self.classifier = nn.Linear(c_in, num_classes) if dense else nn.Conv2d(c_in, num_classes, 1)
 
     def forward(self, x):
         x = self.blocks(torch.relu(self.stem(x)))
@@ -117,7 +115,7 @@ def make_optimizer(net, learning_rate=0.1, l2=1e-4):
 class TorchStep:
     """One step of the standard PyTorch loop on a fixed batch."""
 
-    def __init__(self, net, images, labels, device, channels_last, mixed_precision, l2=1e-4):
+    def __init__(self, net, images, labels, channels_last, mixed_precision, l2=1e-4, device=DEVICE):
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(device=device, memory_format=memory_format).train()
         self.optimizer = make_optimizer(self.net, l2=l2)
@@ -186,19 +184,15 @@ def parse_args(argv=None):
         help="PyTorch in the precision of keras_rir (bfloat16 autocast with "
         "--mixed-precision), or float32 always",
     )
-    common.add_common_arguments(parser, steps=4, windows=5, warmup=2)
-    args = parser.parse_args(argv)
+    args = common.add_common_arguments(parser, steps=4, windows=5, warmup=2).parse_args(argv)
     if args.reference == "pytorchcv" and args.models != ["wide_rir18"]:
         parser.error("--reference pytorchcv is an RiR: use it with --models wide_rir18")
     return args
 
 
 def measure(name, args):
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     keras_model = common.build(name, args.num_classes, args.image_size)
-    common.compile_for_training(
-        keras_model, args.learning_rate, common.jit_compile_value(args.jit_compile)
-    )
+    common.compile_for_training(keras_model, args)
     torch.manual_seed(args.seed)
     if args.reference == "pytorchcv":
         reference = pytorchcv_rir(args.num_classes)
@@ -207,26 +201,17 @@ def measure(name, args):
     ours, theirs = common.trainable_parameters(keras_model), parameter_count(reference)
     if ours != theirs and args.reference == "table7":
         raise RuntimeError(f"{name}: keras_rir has {ours} trainable parameters, PyTorch {theirs}")
-    images, labels = common.synthetic_batch(
-        args.batch_size, args.num_classes, (args.image_size, args.image_size, 3), args.seed
-    )
+    images, labels = common.synthetic_batch(args.batch_size, args)
+    torch_mixed_precision = args.mixed_precision and args.torch_precision == "same"
     steps = {"keras_rir": common.KerasStep(keras_model, images, labels)}
     for memory_format in args.memory_formats:
+        channels_last = memory_format == "channels_last"
         steps[f"torch_{memory_format}"] = TorchStep(
-            copy.deepcopy(reference),
-            images,
-            labels,
-            device,
-            memory_format == "channels_last",
-            args.mixed_precision and args.torch_precision == "same",
+            copy.deepcopy(reference), images, labels, channels_last, torch_mixed_precision
         )
     first = {label: common.first_step_seconds(step) for label, step in steps.items()}
     steps_per_window = args.wide_steps if name.startswith("wide") else args.steps
-    durations = common.interleaved_windows(steps, steps_per_window, args.windows, args.warmup)
-    rates = {
-        label: common.throughput(window_s, steps_per_window, args.batch_size)
-        for label, window_s in durations.items()
-    }
+    durations, rates = common.time_steps(steps, args, args.batch_size, steps_per_window)
     best = max(
         (label for label in rates if label.startswith("torch")),
         key=lambda label: rates[label]["images_per_s"],
@@ -239,7 +224,7 @@ def measure(name, args):
         "trainable_parameters": ours,
         "reference": args.reference,
         "reference_parameters": theirs,
-        "torch_mixed_precision": args.mixed_precision and args.torch_precision == "same",
+        "torch_mixed_precision": torch_mixed_precision,
         "first_step_s": first,
         "throughput": rates,
         "best_torch": best,
@@ -269,7 +254,7 @@ def main(argv=None):
             f"{speedup['ratio_ci_low']:.2f}-{speedup['ratio_ci_high']:.2f})",
             flush=True,
         )
-    common.write_json(args.json, common.record(args, results, torch_version=torch.__version__))
+    common.write_record(args, results, torch_version=torch.__version__)
     return {result["model"]: result["speedup"]["ratio"] for result in results}
 
 

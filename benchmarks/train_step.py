@@ -13,41 +13,34 @@ Usage (from the repository root):
 
 import keras
 
-from benchmarks import common
+from benchmarks import common, flops
 
 
 def parse_args(argv=None):
     parser = common.parser(__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(common.TABLE7))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[128, 500])
-    common.add_common_arguments(parser)
-    return parser.parse_args(argv)
+    return common.add_common_arguments(parser).parse_args(argv)
 
 
 def measure(name, batch_size, args):
     """Builds, compiles and times one network at one batch size; returns its record."""
-    model = common.build(name, args.num_classes, args.image_size)
-    common.compile_for_training(
-        model, args.learning_rate, common.jit_compile_value(args.jit_compile)
-    )
-    images, labels = common.synthetic_batch(
-        batch_size, args.num_classes, (args.image_size, args.image_size, 3), args.seed
-    )
-    step = common.KerasStep(model, images, labels)
+    model = common.compile_for_training(common.build(name, args.num_classes, args.image_size), args)
+    step = common.KerasStep(model, *common.synthetic_batch(batch_size, args))
     first_step = common.first_step_seconds(step)
-    durations = common.interleaved_windows({name: step}, args.steps, args.windows, args.warmup)
+    _, rates = common.time_steps({name: step}, args, batch_size)
     result = {
         "model": name,
         "backend": keras.backend.backend(),
         "batch_size": batch_size,
         "first_step_s": first_step,
-        **common.model_record(model),
-        **common.throughput(durations[name], args.steps, batch_size),
+        "trainable_parameters": common.trainable_parameters(model),
+        "multiply_adds_per_image": flops.multiply_adds(model),
+        "training_flops_per_image": flops.training_flops(model),
+        **rates[name],
+        "achieved_gflops": rates[name]["images_per_s"] * flops.training_flops(model) / 1e9,
+        "peak_rss_mib": common.peak_rss_mib(),
     }
-    result["achieved_gflops"] = common.achieved_gflops(
-        result["images_per_s"], result["training_flops_per_image"]
-    )
-    result["peak_rss_mib"] = common.peak_rss_mib()
     keras.utils.clear_session(free_memory=True)
     return result
 
@@ -71,7 +64,7 @@ def main(argv=None):
                 f"peak RSS {result['peak_rss_mib']:.0f} MiB",
                 flush=True,
             )
-    common.write_json(args.json, common.record(args, results))
+    common.write_record(args, results)
     return results
 
 

@@ -46,17 +46,15 @@ def parse_args(argv=None):
     parser.add_argument(
         "--child", action="store_true", help="internal: time this process's XLA_FLAGS"
     )
-    common.add_common_arguments(parser, steps=2, windows=4, warmup=2)
-    return parser.parse_args(argv)
+    return common.add_common_arguments(parser, steps=2, windows=4, warmup=2).parse_args(argv)
 
 
 def child(args):
     """Times the train step under this process's XLA_FLAGS; prints one JSON line."""
     common.set_precision(args.mixed_precision)
     keras.utils.set_random_seed(args.seed)  # The same weights in every child.
-    model = common.compile_for_training(common.build(args.model, args.num_classes), 0.1)
-    images, labels = common.synthetic_batch(args.batch_size, args.num_classes, seed=args.seed)
-    step = common.KerasStep(model, images, labels)
+    model = common.compile_for_training(common.build(args.model, args.num_classes), args)
+    step = common.KerasStep(model, *common.synthetic_batch(args.batch_size, args))
     first_s = common.first_step_seconds(step)
     first_loss = step()
     window_s = common.interleaved_windows({"step": step}, args.steps, args.windows, args.warmup)
@@ -95,17 +93,16 @@ def main(argv=None):
             if "error" not in run and "error" not in base
         ]
         errors = [run["error"] for run in runs[name] if "error" in run]
+        done = [run for run in runs[name] if "error" not in run]
         results[name] = {
             "xla_flags": FLAG_SETS[name],
             "speedup_over_baseline": statistics.median(speedups) if speedups else None,
             "speedup_per_round": speedups,
             "images_per_s": [
-                args.batch_size * args.steps / statistics.median(run["window_s"])
-                for run in runs[name]
-                if "error" not in run
+                args.batch_size * args.steps / statistics.median(run["window_s"]) for run in done
             ],
-            "first_step_s": [run["first_step_s"] for run in runs[name] if "error" not in run],
-            "first_loss": [run["loss"] for run in runs[name] if "error" not in run],
+            "first_step_s": [run["first_step_s"] for run in done],
+            "first_loss": [run["loss"] for run in done],
             "errors": errors,
         }
         speedup = results[name]["speedup_over_baseline"]
@@ -114,7 +111,7 @@ def main(argv=None):
             f" over baseline (rounds: {', '.join(f'{s:.3f}' for s in speedups)})",
             flush=True,
         )
-    common.write_json(args.json, common.record(args, results))
+    common.write_record(args, results)
     return {name: result["speedup_over_baseline"] for name, result in results.items()}
 
 
