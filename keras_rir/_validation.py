@@ -23,13 +23,14 @@ def invalid_value(argument, value, expected):
     )
 
 
+def _is_number(value, kind):
+    """Whether `value` is an instance of `kind` (a `numbers` class) other than a bool."""
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
 def check_residual_fraction(residual_fraction):
     """Returns `residual_fraction` as a float if it lies strictly in (0, 1)."""
-    if (
-        isinstance(residual_fraction, bool)
-        or not isinstance(residual_fraction, numbers.Real)
-        or not 0.0 < residual_fraction < 1.0
-    ):
+    if not _is_number(residual_fraction, numbers.Real) or not 0.0 < residual_fraction < 1.0:
         raise invalid_value(
             "residual_fraction", residual_fraction, "a float strictly between 0 and 1"
         )
@@ -38,25 +39,21 @@ def check_residual_fraction(residual_fraction):
 
 def check_positive_int(argument, value):
     """Returns `value` as an int if it is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not _is_number(value, numbers.Integral) or value < 1:
         raise invalid_value(argument, value, "a strictly positive integer")
     return int(value)
 
 
 def check_non_negative_int(argument, value):
     """Returns `value` as an int if it is an integer >= 0 (a seed, a count that may be 0)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    if not _is_number(value, numbers.Integral) or value < 0:
         raise invalid_value(argument, value, "an integer >= 0")
     return int(value)
 
 
 def check_positive_float(argument, value):
     """Returns `value` as a float if it is a finite real number > 0."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not 0 < value < float("inf")
-    ):
+    if not _is_number(value, numbers.Real) or not 0 < value < float("inf"):
         raise invalid_value(argument, value, "a finite float > 0")
     return float(value)
 
@@ -93,7 +90,7 @@ def _short_repr(value, limit=80):
 
 def check_non_negative(argument, value):
     """Returns `value` as a float if it is a real number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+    if not _is_number(value, numbers.Real) or not value >= 0:
         raise invalid_value(argument, value, "a float >= 0")
     return float(value)
 

@@ -61,27 +61,22 @@ def conv_layer(
     >>> conv = keras_rir.blocks.conv_layer(64, "conv", generalized=True)
     """
     check_choice("implementation", implementation, IMPLEMENTATIONS)
+    geometry = dict(kernel_size=kernel_size, strides=strides, padding=padding, name=name)
     if not generalized:
         return keras.layers.Conv2D(
             filters,
-            kernel_size,
-            strides=strides,
-            padding=padding,
             use_bias=False,
             kernel_initializer=get_initializer("kernel_initializer", kernel_initializer),
             kernel_regularizer=keras.regularizers.L2(l2),
-            name=name,
+            **geometry,
         )
     layer_class = GeneralizedResidualConv2D if implementation == "fused" else DualStreamConv2D
     return layer_class(
         filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
         residual_fraction=residual_fraction,
         kernel_initializer=kernel_initializer,
         l2=l2,
-        name=name,
+        **geometry,
     )
 
 
@@ -160,23 +155,19 @@ def residual_block(
     layers_per_block = check_positive_int("layers_per_block", layers_per_block)
     if shortcut is not None:
         check_choice("shortcut", shortcut, SHORTCUTS)
-    conv_kwargs = dict(
-        generalized=generalized,
-        implementation=implementation,
-        kernel_initializer=kernel_initializer,
-        l2=l2,
-        residual_fraction=residual_fraction,
-    )
     inputs = x
     for index in range(layers_per_block):
-        last = index == layers_per_block - 1
         x = conv_unit(
             x,
             filters,
             f"{name}_{index + 1}",
-            activation=not (last and shortcut),
+            activation=index < layers_per_block - 1 or not shortcut,  # no ReLU before the add
             strides=strides if index == 0 else 1,
-            **conv_kwargs,
+            generalized=generalized,
+            implementation=implementation,
+            kernel_initializer=kernel_initializer,
+            l2=l2,
+            residual_fraction=residual_fraction,
         )
     if shortcut is None:
         return x

@@ -20,7 +20,12 @@ from keras_rir._validation import (
     invalid_value,
 )
 from keras_rir.initializers import ResNetInitInitializer, identity_width
-from keras_rir.layers import DualStreamConv2D, GeneralizedResidualConv2D, GeneralizedResidualDense
+from keras_rir.layers import (
+    DualStreamConv2D,
+    GeneralizedResidualConv2D,
+    GeneralizedResidualDense,
+    _generalized_config,
+)
 from keras_rir.regularizers import PartialIdentityDecay
 
 __all__ = ["BIAS_MODES", "apply_resnet_init", "format_report", "resnet_init_report"]
@@ -45,16 +50,6 @@ _CONVERTIBLE = {
     keras.layers.Conv2D: GeneralizedResidualConv2D,
     keras.layers.Dense: GeneralizedResidualDense,
 }
-# Config keys of Conv2D / Dense that the generalized layers set themselves.
-_DROPPED_KEYS = (
-    "use_bias",
-    "bias_initializer",
-    "bias_regularizer",
-    "bias_constraint",
-    "kernel_initializer",
-    "kernel_regularizer",
-    "groups",
-)
 
 
 def _check_model(model):
@@ -108,18 +103,12 @@ class _Stub(keras.layers.Layer):
 
 
 def _boundary_layers(model):
-    """Kernel layers reachable from an input (output) through no other kernel layer.
+    """`(first, last)`: names of the kernel layers reading the model input and producing its output.
 
-    A symbolic `keras.models.clone_model` pass over weightless stand-ins (so
-    nothing is built and no layer of `model` gets a new node) follows which
-    kernel layers, or the model input (None), each tensor comes from through
-    layers without a kernel.
-
-    Returns:
-        `(first, last)`: names of the layers that read the model input directly
-        (the stem on raw images) and of those producing the model output (the
-        classifier), looking through layers without kernels (dropout, padding,
-        pooling, batch normalization, activations, reshapes, ...).
+    Both look through layers without a kernel (dropout, padding, pooling, batch normalization,
+    activations, reshapes): `first` holds the stem on raw images, `last` the classifier. A
+    symbolic `clone_model` pass over weightless stand-ins (nothing is built, no layer of `model`
+    gets a new node) follows which kernel layers, or the input (None), each tensor comes from.
     """
     first, origins = set(), {}
 
@@ -201,41 +190,37 @@ def resnet_init_report(model, predicate=None, residual_fraction=0.5, l2=None, bi
     check_choice("bias", bias, BIAS_MODES)
     if predicate is not None and not callable(predicate):
         raise invalid_value("predicate", predicate, "None or a callable layer -> bool")
+    # With a predicate, the stem and the classifier are the predicate's to choose.
     first, last = _boundary_layers(model) if predicate is None else (set(), set())
     rows = []
     for layer in model.layers:
         if not isinstance(layer, tuple(_CONVERTIBLE)):
             continue
+        if isinstance(layer, tuple(_CONVERTIBLE.values())):
+            reason = "already a generalized residual layer"
+        elif type(layer) not in _CONVERTIBLE:
+            reason = f"not a plain Conv2D or Dense ({type(layer).__name__})"
+        elif layer.name in first:
+            reason = "reads the model input (stem on raw inputs)"
+        elif layer.name in last:
+            reason = "produces the model output (classifier)"
+        elif predicate is not None and not predicate(layer):
+            reason = "not selected by the predicate"
+        else:
+            reason = _skip_reason(layer, residual_fraction, l2, bias)
         row = {
             "layer": layer.name,
             "class_name": type(layer).__name__,
             "kernel_shape": tuple(layer.kernel.shape),
-            "action": "skip",
-            "reason": "",
+            "action": "skip" if reason else "convert",
+            "reason": reason or "",
             "l2": None,
             "bias": None,
         }
+        if reason is None:
+            row["l2"] = _existing_l2(layer) if l2 is None else l2
+            row["bias"] = ("kept" if bias == "keep" else "dropped") if layer.use_bias else "none"
         rows.append(row)
-        if isinstance(layer, tuple(_CONVERTIBLE.values())):
-            row["reason"] = "already a generalized residual layer"
-        elif type(layer) not in _CONVERTIBLE:
-            row["reason"] = f"not a plain Conv2D or Dense ({type(layer).__name__})"
-        elif predicate is None and layer.name in first:
-            row["reason"] = "reads the model input (stem on raw inputs)"
-        elif predicate is None and layer.name in last:
-            row["reason"] = "produces the model output (classifier)"
-        elif predicate is not None and not predicate(layer):
-            row["reason"] = "not selected by the predicate"
-        else:
-            reason = _skip_reason(layer, residual_fraction, l2, bias)
-            if reason is not None:
-                row["reason"] = reason
-            else:
-                row["action"] = "convert"
-                row["l2"] = _existing_l2(layer) if l2 is None else l2
-                row["bias"] = (
-                    ("kept" if bias == "keep" else "dropped") if layer.use_bias else "none"
-                )
     return rows
 
 
@@ -252,25 +237,17 @@ def format_report(rows):
     >>> print(keras_rir.conversion.format_report(
     ...     keras_rir.resnet_init_report(keras_rir.models.all_cnn_c())))
     """
-    header = ("layer", "class", "kernel", "action", "l2 / reason")
-    lines = [
-        (
-            row["layer"],
-            row["class_name"],
-            "x".join(str(size) for size in row["kernel_shape"]),
-            row["action"]
-            if row["bias"] in (None, "none")
-            else f"{row['action']} (bias {row['bias']})",
-            f"l2={row['l2']:g}" if row["action"] == "convert" else row["reason"],
-        )
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(4)]
+    lines = [("layer", "class", "kernel", "action", "l2 / reason")]
+    for row in rows:
+        kernel = "x".join(str(size) for size in row["kernel_shape"])
+        bias = "" if row["bias"] in (None, "none") else f" (bias {row['bias']})"
+        note = f"l2={row['l2']:g}" if row["action"] == "convert" else row["reason"]
+        lines.append((row["layer"], row["class_name"], kernel, row["action"] + bias, note))
+    widths = [max(len(cell) for cell in column) for column in zip(*lines, strict=True)]
+    widths[-1] = 0  # the last column is not padded
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line[:4], widths, strict=True))
-        + "  "
-        + line[4]
-        for line in [header, *lines]
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        for line in lines
     )
 
 
@@ -390,11 +367,7 @@ def apply_resnet_init(
             config["kernel_initializer"] = ResNetInitInitializer(initializer, residual_fraction)
             config["kernel_regularizer"] = PartialIdentityDecay(row["l2"], residual_fraction)
             return type(layer).from_config(config)
-        for key in _DROPPED_KEYS:
-            config.pop(key, None)
-        config.update(
-            kernel_initializer=initializer, residual_fraction=residual_fraction, l2=row["l2"]
-        )
+        config = _generalized_config(config, initializer, residual_fraction, row["l2"])
         return _CONVERTIBLE[type(layer)].from_config(config)
 
     new_model = _clone(model, clone)

@@ -125,15 +125,15 @@ class ResNetInitInitializer(keras.initializers.Initializer):
     def __init__(self, base_initializer="he_normal", residual_fraction=0.5, seed=None):
         self.residual_fraction = check_residual_fraction(residual_fraction)
         self.seed = seed
+        initializer = get_initializer("base_initializer", base_initializer)
         if seed is not None and isinstance(base_initializer, str):
-            base_initializer = get_initializer("base_initializer", base_initializer)
-            config = base_initializer.get_config()
+            config = initializer.get_config()
             if "seed" not in config:
                 raise invalid_value(
                     "seed", seed, "None for an initializer that draws no random numbers"
                 )
-            base_initializer = base_initializer.__class__.from_config({**config, "seed": seed})
-        self.base_initializer = get_initializer("base_initializer", base_initializer)
+            initializer = type(initializer).from_config({**config, "seed": seed})
+        self.base_initializer = initializer
 
     def __call__(self, shape, dtype=None):
         dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())

@@ -34,14 +34,23 @@ _FIXED_CONFIG_KEYS = (
 )
 
 
-def _fused_config(layer, config):
+def _generalize(layer, kernel_initializer, residual_fraction, l2):
+    """Checks and keeps a fused layer's arguments; returns its parent's kernel arguments."""
+    layer.base_initializer = get_initializer("kernel_initializer", kernel_initializer)
+    layer.residual_fraction = check_residual_fraction(residual_fraction)
+    layer.l2 = check_non_negative("l2", l2)
+    return dict(
+        use_bias=False,
+        kernel_initializer=ResNetInitInitializer(layer.base_initializer, residual_fraction),
+        kernel_regularizer=PartialIdentityDecay(l2, residual_fraction),
+    )
+
+
+def _generalized_config(config, kernel_initializer, residual_fraction, l2):
+    """A `Conv2D` / `Dense` config turned into that of its fused generalized twin."""
     for key in _FIXED_CONFIG_KEYS:
         config.pop(key, None)
-    config.update(
-        kernel_initializer=keras.initializers.serialize(layer.base_initializer),
-        residual_fraction=layer.residual_fraction,
-        l2=layer.l2,
-    )
+    config.update(kernel_initializer=kernel_initializer, residual_fraction=residual_fraction, l2=l2)
     return config
 
 
@@ -85,22 +94,12 @@ class GeneralizedResidualConv2D(keras.layers.Conv2D):
         l2=1e-4,
         **kwargs,
     ):
-        self.base_initializer = get_initializer("kernel_initializer", kernel_initializer)
-        self.residual_fraction = check_residual_fraction(residual_fraction)
-        self.l2 = check_non_negative("l2", l2)
-        super().__init__(
-            filters,
-            kernel_size,
-            strides=strides,
-            padding=padding,
-            use_bias=False,
-            kernel_initializer=ResNetInitInitializer(self.base_initializer, residual_fraction),
-            kernel_regularizer=PartialIdentityDecay(l2, residual_fraction),
-            **kwargs,
-        )
+        fixed = _generalize(self, kernel_initializer, residual_fraction, l2)
+        super().__init__(filters, kernel_size, strides=strides, padding=padding, **fixed, **kwargs)
 
     def get_config(self):
-        return _fused_config(self, super().get_config())
+        base = keras.initializers.serialize(self.base_initializer)
+        return _generalized_config(super().get_config(), base, self.residual_fraction, self.l2)
 
 
 @keras.saving.register_keras_serializable(package="keras_rir")
@@ -128,19 +127,13 @@ class GeneralizedResidualDense(keras.layers.Dense):
     def __init__(
         self, units, residual_fraction=0.5, kernel_initializer="he_normal", l2=1e-4, **kwargs
     ):
-        self.base_initializer = get_initializer("kernel_initializer", kernel_initializer)
-        self.residual_fraction = check_residual_fraction(residual_fraction)
-        self.l2 = check_non_negative("l2", l2)
         super().__init__(
-            units,
-            use_bias=False,
-            kernel_initializer=ResNetInitInitializer(self.base_initializer, residual_fraction),
-            kernel_regularizer=PartialIdentityDecay(l2, residual_fraction),
-            **kwargs,
+            units, **_generalize(self, kernel_initializer, residual_fraction, l2), **kwargs
         )
 
     def get_config(self):
-        return _fused_config(self, super().get_config())
+        base = keras.initializers.serialize(self.base_initializer)
+        return _generalized_config(super().get_config(), base, self.residual_fraction, self.l2)
 
 
 def _centre_tap_slice(size, kernel_size, stride, padding):
@@ -185,13 +178,13 @@ class IdentityShortcut(keras.layers.Layer):
         self.kernel_size = _odd_pair("kernel_size", kernel_size)
         self.padding = check_choice("padding", padding, {"same", "valid"})
 
+    def _taps(self, shape):
+        """The slices of the rows and of the columns under the centre taps."""
+        axes = zip(shape[1:3], self.kernel_size, self.strides, strict=True)
+        return [_centre_tap_slice(*axis, self.padding) for axis in axes]
+
     def call(self, inputs):
-        rows = _centre_tap_slice(
-            inputs.shape[1], self.kernel_size[0], self.strides[0], self.padding
-        )
-        cols = _centre_tap_slice(
-            inputs.shape[2], self.kernel_size[1], self.strides[1], self.padding
-        )
+        rows, cols = self._taps(inputs.shape)
         outputs = inputs[:, rows, cols, : self.filters]
         missing = self.filters - outputs.shape[-1]
         if missing:
@@ -199,25 +192,13 @@ class IdentityShortcut(keras.layers.Layer):
         return outputs
 
     def compute_output_shape(self, input_shape):
-        return (
-            input_shape[0],
-            _sliced_length(input_shape[1], self.kernel_size[0], self.strides[0], self.padding),
-            _sliced_length(input_shape[2], self.kernel_size[1], self.strides[1], self.padding),
-            self.filters,
-        )
+        rows, cols = self._taps(input_shape)
+        height, width = len(range(input_shape[1])[rows]), len(range(input_shape[2])[cols])
+        return (input_shape[0], height, width, self.filters)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "strides": self.strides,
-            "kernel_size": self.kernel_size,
-            "padding": self.padding,
-        }
-
-
-def _sliced_length(size, kernel_size, stride, padding):
-    return len(range(size)[_centre_tap_slice(size, kernel_size, stride, padding)])
+        names = ("filters", "strides", "kernel_size", "padding")
+        return {**super().get_config(), **{name: getattr(self, name) for name in names}}
 
 
 def _pair(argument, value):
@@ -298,38 +279,24 @@ class DualStreamConv2D(keras.layers.Layer):
     def build(self, input_shape):
         self.input_residual, input_transient = self._split(input_shape[-1], "input channels")
         self.output_residual, output_transient = self._split(self.filters, "filters")
-        spatial = tuple(input_shape[:-1])
-        self.r_to_r = self._stream_conv("r_to_r", self.output_residual)
-        self.t_to_r = self._stream_conv("t_to_r", self.output_residual)
-        self.r_to_t = self._stream_conv("r_to_t", output_transient)
-        self.t_to_t = self._stream_conv("t_to_t", output_transient)
-        for conv, channels in (
-            (self.r_to_r, self.input_residual),
-            (self.t_to_r, input_transient),
-            (self.r_to_t, self.input_residual),
-            (self.t_to_t, input_transient),
-        ):
-            conv.build(spatial + (channels,))
+        inputs = {"r": self.input_residual, "t": input_transient}
+        outputs = {"r": self.output_residual, "t": output_transient}
+        geometry = dict(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding)
+        # self.r_to_r, self.t_to_r, self.r_to_t, self.t_to_t, tracked (weight order) as listed.
+        for source, target in ("rr", "tr", "rt", "tt"):
+            conv = keras.layers.Conv2D(
+                outputs[target],
+                use_bias=False,
+                kernel_initializer=self.kernel_initializer,
+                kernel_regularizer=keras.regularizers.L2(self.l2),
+                dtype=self.dtype_policy,
+                name=f"{source}_to_{target}",
+                **geometry,
+            )
+            conv.build(tuple(input_shape[:-1]) + (inputs[source],))
+            setattr(self, conv.name, conv)
         self.shortcut = IdentityShortcut(
-            self.output_residual,
-            strides=self.strides,
-            kernel_size=self.kernel_size,
-            padding=self.padding,
-            dtype=self.dtype_policy,
-            name="shortcut",
-        )
-
-    def _stream_conv(self, name, filters):
-        return keras.layers.Conv2D(
-            filters,
-            self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            use_bias=False,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=keras.regularizers.L2(self.l2),
-            dtype=self.dtype_policy,
-            name=name,
+            self.output_residual, dtype=self.dtype_policy, name="shortcut", **geometry
         )
 
     def call(self, inputs):
@@ -346,13 +313,7 @@ class DualStreamConv2D(keras.layers.Layer):
         return probe.compute_output_shape(input_shape)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "residual_fraction": self.residual_fraction,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "l2": self.l2,
-        }
+        names = ("filters", "kernel_size", "strides", "padding", "residual_fraction")
+        config = {name: getattr(self, name) for name in names}
+        initializer = keras.initializers.serialize(self.kernel_initializer)
+        return {**super().get_config(), **config, "kernel_initializer": initializer, "l2": self.l2}

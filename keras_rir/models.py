@@ -43,7 +43,8 @@ _REGISTRY = {}
 list_presets = presets.list_presets
 
 HEADS = ("dense", "conv")
-POOLINGS = (None, "avg", "max")
+_POOLS = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
+POOLINGS = (None, *_POOLS)
 
 
 def _register(builder):
@@ -123,9 +124,8 @@ def _top(x, num_classes, head, classifier_activation, kernel_initializer, l2):
     )
     if head == "conv":
         x = keras.layers.Conv2D(num_classes, 1, **classifier)(x)
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    else:
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if head == "dense":
         x = keras.layers.Dense(num_classes, **classifier)(x)
     # Float32 outputs under mixed precision, probabilities or logits.
     return keras.layers.Activation(
@@ -218,12 +218,9 @@ class ResidualNetwork(keras.Model):
         _check_common(num_classes, kernel_initializer, l2, residual_fraction, implementation)
         check_choice("shortcut", shortcut, blocks.SHORTCUTS)
         check_choice("head", head, HEADS)
-        for argument, value in (
-            ("generalized", generalized),
-            ("outer_shortcuts", outer_shortcuts),
-            ("include_top", include_top),
-        ):
-            check_choice(argument, value, (True, False))
+        check_choice("generalized", generalized, (True, False))
+        check_choice("outer_shortcuts", outer_shortcuts, (True, False))
+        check_choice("include_top", include_top, (True, False))
         if pooling not in POOLINGS:
             raise invalid_value("pooling", pooling, "None, 'avg' or 'max'")
         if classifier_activation is not None:
@@ -239,13 +236,11 @@ class ResidualNetwork(keras.Model):
         x = blocks.conv_unit(
             inputs, filters[0], "stem", kernel_initializer=kernel_initializer, l2=l2
         )
-        for stage, (stage_filters, stage_blocks) in enumerate(
-            zip(filters, num_blocks, strict=True), 1
-        ):
+        for stage, (channels, stage_blocks) in enumerate(zip(filters, num_blocks, strict=True), 1):
             for block in range(1, stage_blocks + 1):
                 x = blocks.residual_block(
                     x,
-                    stage_filters,
+                    channels,
                     f"stage{stage}_block{block}",
                     strides=2 if stage > 1 and block == 1 else 1,
                     layers_per_block=layers_per_block,
@@ -258,10 +253,8 @@ class ResidualNetwork(keras.Model):
                 )
         if include_top:
             x = _top(x, num_classes, head, classifier_activation, kernel_initializer, l2)
-        elif pooling == "avg":
-            x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-        elif pooling == "max":
-            x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
+        elif pooling:
+            x = _POOLS[pooling](name="pool")(x)
         super().__init__(inputs=inputs, outputs=x, **kwargs)
 
         # === Config: the arguments, as validated, also as attributes ===
@@ -288,12 +281,8 @@ class ResidualNetwork(keras.Model):
         for argument, value in self.architecture.items():  # keras-hub style attributes
             setattr(self, argument, value)
 
-    def get_config(self):
+    def get_config(self):  # keras.Model.from_config rebuilds the network with cls(**config)
         return {"name": self.name, "trainable": self.trainable, **self.architecture}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def _network(name, config, num_classes=10, input_shape=(32, 32, 3), *, weights=None, **kwargs):
@@ -462,16 +451,9 @@ def all_cnn_c(
     shape = _check_shape("input_shape", input_shape, 9)
     _check_common(num_classes, kernel_initializer, l2, residual_fraction, implementation)
     # (filters, kernel size, strides, padding, dropout after) of the hidden convolutions.
-    plan = [
-        (96, 3, 1, "same", 0),
-        (96, 3, 1, "same", 0),
-        (96, 3, 2, "same", 0.5),
-        (192, 3, 1, "same", 0),
-        (192, 3, 1, "same", 0),
-        (192, 3, 2, "same", 0.5),
-        (192, 3, 1, "valid", 0),
-        (192, 1, 1, "same", 0),
-    ]
+    plan = [(96, 3, 1, "same", 0), (96, 3, 1, "same", 0), (96, 3, 2, "same", 0.5)]
+    plan += [(192, 3, 1, "same", 0), (192, 3, 1, "same", 0), (192, 3, 2, "same", 0.5)]
+    plan += [(192, 3, 1, "valid", 0), (192, 1, 1, "same", 0)]
     name = "all_cnn_c_resnet_init" if resnet_init else "all_cnn_c"
     structure = {"residual_fraction": residual_fraction, "implementation": implementation}
     preset = presets.find(name, weights, num_classes, shape, structure)

@@ -78,12 +78,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
             outputs, mean, variance = _torch_fused(inputs, gamma, beta, self.axis, self.epsilon)
         else:
             outputs, mean, variance = _one_pass(inputs, gamma, beta, self.axis, self.epsilon)
-        moving_mean = ops.cast(self.moving_mean, "float32")
-        moving_variance = ops.cast(self.moving_variance, "float32")
-        self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(
-            moving_variance * self.momentum + variance * (1.0 - self.momentum)
-        )
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            moving.assign(ops.cast(moving, "float32") * self.momentum + batch * (1 - self.momentum))
         return ops.cast(outputs, self.compute_dtype)
 
     def _fusable(self, inputs, mask):

@@ -45,7 +45,5 @@ class MomentumCorrectedSGD(keras.optimizers.SGD):
         velocity = self.momentums[self._get_variable_index(variable)]
         momentum = ops.cast(self.momentum, variable.dtype)
         self.assign(velocity, ops.add(ops.multiply(velocity, momentum), gradient))
-        step = velocity
-        if self.nesterov:
-            step = ops.add(gradient, ops.multiply(velocity, momentum))
+        step = ops.add(gradient, ops.multiply(velocity, momentum)) if self.nesterov else velocity
         self.assign_sub(variable, ops.multiply(step, learning_rate))

@@ -130,43 +130,27 @@ class Preset:
         return os.path.join(WEIGHTS_DIR, self.file)
 
 
-def _cifar10(model, sha256, test_accuracy, learning_rate):
-    return Preset(
-        model,
-        "cifar10",
-        10,
-        (32, 32, 3),
-        f"{model}_cifar10.weights.h5",
-        sha256,
-        test_accuracy,
-        learning_rate,
-    )
+# SHA-256 of the shipped weight files, `keras_rir/weights/<model>_cifar10.weights.h5`.
+_CIFAR10_SHA256 = {
+    "rir32": "820aa03f3a5563bfce83dc19999b68c2b44411d6f68b63266046c4cec8f84097",
+    "resnet32": "17add9b6e530e79268fd995e7c5b3394ef1e6da4b5e1f35838783df795d32b69",
+    "resnet_init32": "9988c120a475cd6032942faec97889dc71e3b9b650a2367b365d2fcaf58a7c60",
+    "cnn32": "962935e6ab16084000f7caa860c49e85af52dcc4f8ec8021f5660d1d8589e9dc",
+}
+
+
+def _cifar10(model, test_accuracy, learning_rate):
+    file, sha256 = f"{model}_cifar10.weights.h5", _CIFAR10_SHA256[model]
+    return Preset(model, "cifar10", 10, (32, 32, 3), file, sha256, test_accuracy, learning_rate)
 
 
 PRESETS = {
     (preset.model, preset.dataset): preset
     for preset in (
-        _cifar10(
-            "rir32", "820aa03f3a5563bfce83dc19999b68c2b44411d6f68b63266046c4cec8f84097", 0.8995, 0.2
-        ),
-        _cifar10(
-            "resnet32",
-            "17add9b6e530e79268fd995e7c5b3394ef1e6da4b5e1f35838783df795d32b69",
-            0.9067,
-            0.2,
-        ),
-        _cifar10(
-            "resnet_init32",
-            "9988c120a475cd6032942faec97889dc71e3b9b650a2367b365d2fcaf58a7c60",
-            0.8720,
-            0.05,
-        ),
-        _cifar10(
-            "cnn32",
-            "962935e6ab16084000f7caa860c49e85af52dcc4f8ec8021f5660d1d8589e9dc",
-            0.8616,
-            0.05,
-        ),
+        _cifar10("rir32", 0.8995, 0.2),
+        _cifar10("resnet32", 0.9067, 0.2),
+        _cifar10("resnet_init32", 0.8720, 0.05),
+        _cifar10("cnn32", 0.8616, 0.05),
     )
 }
 
