@@ -61,8 +61,7 @@ def ablated_kernel(kernel, stream, by="output", residual_fraction=0.5):
     width = residual_width(kernel.shape[axis], residual_fraction)
     index = [slice(None)] * kernel.ndim
     index[axis] = slice(None, width) if stream == "residual" else slice(width, None)
-    index = tuple(index)
-    kernel[index] = identity[index]
+    kernel[tuple(index)] = identity[tuple(index)]
     return kernel
 
 
@@ -77,9 +76,9 @@ def _generalized_layers(model):
     """The generalized residual layers of `model` (nested models included), in order."""
     found = []
     for layer in model.layers:
-        if isinstance(layer, (GeneralizedResidualConv2D, GeneralizedResidualDense)):
-            found.append(layer)
-        elif isinstance(layer, DualStreamConv2D):
+        if isinstance(
+            layer, (GeneralizedResidualConv2D, GeneralizedResidualDense, DualStreamConv2D)
+        ):
             found.append(layer)
         elif isinstance(layer, keras.Model):
             found.extend(_generalized_layers(layer))
@@ -107,14 +106,8 @@ def _ablations(layer, by):
     """(stream, [(variable, ablated value)]) for each stream of one layer."""
     for stream in STREAMS:
         if isinstance(layer, DualStreamConv2D):
-            variables = [getattr(layer, name).kernel for name in _explicit_names(stream, by)]
-            changes = [
-                (
-                    variable,
-                    np.zeros(variable.shape, keras.backend.standardize_dtype(variable.dtype)),
-                )
-                for variable in variables
-            ]
+            kernels = [getattr(layer, name).kernel for name in _explicit_names(stream, by)]
+            changes = [(kernel, keras.ops.zeros(kernel.shape, kernel.dtype)) for kernel in kernels]
         else:
             kernel = keras.ops.convert_to_numpy(layer.kernel)
             changes = [(layer.kernel, ablated_kernel(kernel, stream, by, layer.residual_fraction))]
@@ -173,20 +166,18 @@ def stream_ablation(model, x, y, by="output", batch_size=500, layer_names=None):
     check_positive_int("batch_size", batch_size)
     if not isinstance(model, keras.Model):
         raise invalid_value("model", model, "a keras.Model with generalized residual layers")
-    if not _generalized_layers(model):
+    known = [layer.name for layer in _generalized_layers(model)]
+    if not known:
         raise invalid_value(
             "model",
             model,
             "a keras.Model with generalized residual layers (GeneralizedResidualConv2D, "
             "GeneralizedResidualDense or DualStreamConv2D): a ResNet Init or RiR model",
         )
-    if layer_names is not None:
-        known = [layer.name for layer in _generalized_layers(model)]
-        unknown = sorted(set(layer_names) - set(known))
-        if unknown or not layer_names:
-            raise invalid_value(
-                "layer_names", layer_names, f"None or names of generalized layers among {known}"
-            )
+    if layer_names is not None and (not layer_names or not set(layer_names) <= set(known)):
+        raise invalid_value(
+            "layer_names", layer_names, f"None or names of generalized layers among {known}"
+        )
     labels = _labels(y, len(x))
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())

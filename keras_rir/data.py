@@ -31,13 +31,7 @@ from keras_rir._validation import (
     invalid_value,
 )
 
-__all__ = [
-    "CifarData",
-    "DatasetUnavailableError",
-    "channel_stats",
-    "holdout",
-    "load_cifar",
-]
+__all__ = ["CifarData", "DatasetUnavailableError", "channel_stats", "holdout", "load_cifar"]
 
 _DATA_DIR_ENV = "KERAS_RIR_DATA_DIR"
 # name -> (URL of the official binary archive, its MD5 as published on the CIFAR page)
@@ -242,9 +236,7 @@ def load_cifar(
     layout = _LAYOUTS[name]
     if label_mode not in layout.label_files:
         raise invalid_value(
-            "label_mode",
-            label_mode,
-            f"one of {sorted(layout.label_files)} for {name}",
+            "label_mode", label_mode, f"one of {sorted(layout.label_files)} for {name}"
         )
     if max_train_examples is not None:
         max_train_examples = check_positive_int("max_train_examples", max_train_examples)
@@ -262,12 +254,9 @@ def load_cifar(
         x_train, y_train, x_test, y_test, class_names = _load_binary(
             layout, os.fspath(data_dir), label_mode
         )
-    if max_train_examples is not None:
-        x_train = x_train[:max_train_examples]
-        y_train = y_train[:max_train_examples]
     return CifarData(
-        x_train=x_train,
-        y_train=y_train,
+        x_train=x_train[:max_train_examples],  # all of them when `max_train_examples` is None
+        y_train=y_train[:max_train_examples],
         x_test=x_test,
         y_test=y_test,
         num_classes=len(class_names),
@@ -305,9 +294,7 @@ def holdout(data, num_validation, seed=0):
     seed = check_non_negative_int("seed", seed)
     if num_validation >= num_train:
         raise invalid_value(
-            "num_validation",
-            num_validation,
-            f"fewer than the {num_train} training examples",
+            "num_validation", num_validation, f"fewer than the {num_train} training examples"
         )
     mask = np.zeros(num_train, dtype=bool)
     mask[np.random.default_rng(seed).permutation(num_train)[:num_validation]] = True
@@ -455,8 +442,7 @@ def _open_source(layout, data_dir):
     entries = sorted(os.listdir(path))
     listing = ", ".join(entries[:10]) + (", ..." if len(entries) > 10 else "")
     raise _unavailable(
-        layout,
-        f"No {layout.title} data in {path} (it contains: {listing or 'nothing'}).",
+        layout, f"No {layout.title} data in {path} (it contains: {listing or 'nothing'})."
     )
 
 

@@ -91,8 +91,7 @@ def data_parallel_scope(enabled=True):
     if not enabled:
         yield 1
         return
-    check_supported()
-    devices = local_devices()
+    devices = local_devices()  # raises where data-parallel `model.fit` is not supported
     if keras.backend.backend() == "jax":
         distribution = keras.distribution.DataParallel(devices=devices)
         with distribution.scope():

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_rir._validation import invalid_value
+from keras_rir._validation import check_non_negative_int, invalid_value
 
 __all__ = ["RandomCropFlip", "with_preprocessing"]
 
@@ -63,13 +63,11 @@ class RandomCropFlip(keras.layers.Layer):
 
     def __init__(self, padding=4, flip=True, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
-            raise invalid_value("padding", padding, "an integer >= 0")
+        self.padding = check_non_negative_int("padding", padding)
         if not isinstance(flip, bool):
             raise invalid_value("flip", flip, "a bool")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise invalid_value("seed", seed, "None or an integer")
-        self.padding = int(padding)
         self.flip = flip
         self.seed = None if seed is None else int(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)

@@ -15,15 +15,7 @@ import numpy as np
 __all__ = ["environment", "plot_curves", "read_history", "write_results"]
 
 _PACKAGES = (
-    "keras",
-    "numpy",
-    "jax",
-    "jaxlib",
-    "tensorflow",
-    "tensorflow-datasets",
-    "torch",
-    "keras-tuner",
-    "matplotlib",
+    "keras numpy jax jaxlib tensorflow tensorflow-datasets torch keras-tuner matplotlib".split()
 )
 
 
@@ -53,55 +45,43 @@ def _cpu_name():
 def _devices():
     """Describes the devices the current backend computes on, importing only that backend."""
     backend = keras.backend.backend()
+    names = []
     if backend == "jax":
         import jax
 
-        devices = jax.devices()
-        return [
+        names = [
             f"cpu: {_cpu_name()}"
             if device.platform == "cpu"
             else f"{device.platform}: {device.device_kind}"
-            for device in devices
+            for device in jax.devices()
         ]
-    if backend == "tensorflow":
+    elif backend == "tensorflow":
         import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
-        names = []
-        for gpu in gpus:
+        for gpu in tf.config.list_physical_devices("GPU"):
             details = tf.config.experimental.get_device_details(gpu)
             names.append(f"gpu: {details.get('device_name', gpu.name)}")
-        return names or [f"cpu: {_cpu_name()}"]
-    if backend == "torch":
+    elif backend == "torch":
         import torch
 
         if torch.cuda.is_available():
-            return [
-                f"cuda: {torch.cuda.get_device_name(index)}"
-                for index in range(torch.cuda.device_count())
+            names = [
+                f"cuda: {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())
             ]
-        return [f"cpu: {_cpu_name()}"]
-    return [f"cpu: {_cpu_name()}"]
+    return names or [f"cpu: {_cpu_name()}"]
 
 
 def _git_commit():
     """Commit and dirty flag of the repository holding this package, or `None`s."""
     directory = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args):
+        command = ["git", "-C", directory, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True)
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", directory, "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", directory, "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
+        commit = git("rev-parse", "HEAD").stdout.strip()
+        status = git("status", "--porcelain").stdout
     except (OSError, subprocess.SubprocessError):
         return None, None
     return commit, bool(status.strip())
@@ -168,9 +148,7 @@ def read_history(path):
     with open(path, newline="") as file:
         rows = list(csv.DictReader(file))
     by_epoch = {int(row["epoch"]): row for row in rows if row.get("epoch", "").strip()}
-    columns = []
-    for row in rows:
-        columns.extend(key for key in row if key is not None and key not in columns)
+    columns = dict.fromkeys(key for row in rows for key in row if key is not None)
     return {
         column: [_number(by_epoch[epoch].get(column)) for epoch in sorted(by_epoch)]
         for column in columns

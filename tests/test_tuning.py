@@ -244,7 +244,7 @@ def _interrupted_then_resumed(tmp_path, oracle_factory):
     def tuner():
         hypermodel = make_hypermodel(FakeFitHyperModel, **axes)
         oracle = oracle_factory(objective=keras_tuner.Objective("val_accuracy", "max"))
-        return tuning.tuners._GridSearch(
+        return tuning.tuners._Tuner(
             oracle=oracle, hypermodel=hypermodel, directory=tmp_path, project_name="p"
         )
 

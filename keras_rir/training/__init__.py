@@ -11,12 +11,7 @@ Modules: `recipe` (hyperparameters, schedule, optimizers; `MomentumCorrectedSGD`
 """
 
 from keras_rir.optimizers import MomentumCorrectedSGD
-from keras_rir.training.callbacks import (
-    EpochTimer,
-    ResumableCSVLogger,
-    RunProgress,
-    make_callbacks,
-)
+from keras_rir.training.callbacks import EpochTimer, ResumableCSVLogger, RunProgress, make_callbacks
 from keras_rir.training.recipe import (
     BUDGETS,
     OPTIMIZERS,

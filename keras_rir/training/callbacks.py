@@ -113,11 +113,7 @@ class RunProgress(keras.callbacks.Callback):
 
 
 def make_callbacks(
-    output_dir,
-    schedule=None,
-    num_examples=None,
-    monitor="val_accuracy",
-    tensorboard=False,
+    output_dir, schedule=None, num_examples=None, monitor="val_accuracy", tensorboard=False
 ):
     """The callbacks of a resumable, logged run writing into `output_dir`.
 
@@ -165,7 +161,7 @@ def make_callbacks(
             monitor=monitor,
             mode="max",
             save_best_only=True,
-            initial_value_threshold=max(previous_best) if previous_best else None,
+            initial_value_threshold=max(previous_best, default=None),
         ),
         keras.callbacks.TerminateOnNaN(),
     ]

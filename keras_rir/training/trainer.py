@@ -53,12 +53,7 @@ def _check_validation_data(validation_data, data):
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise invalid_type("validation_data", validation_data, expected)
     x_val, y_val = (np.asarray(array) for array in validation_data)
-    if (
-        x_val.shape[1:] != data.x_train.shape[1:]
-        or y_val.ndim != 1
-        or len(x_val) != len(y_val)
-        or not len(y_val)
-    ):
+    if x_val.shape[1:] != data.x_train.shape[1:] or y_val.shape != (len(x_val),) or not len(y_val):
         raise invalid_value(
             "validation_data", f"(<array {x_val.shape}>, <array {y_val.shape}>)", expected
         )
@@ -67,13 +62,11 @@ def _check_validation_data(validation_data, data):
 
 @contextlib.contextmanager
 def _dtype_policy(mixed_precision):
-    if not mixed_precision:
-        yield keras.config.dtype_policy().name
-        return
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
+    if mixed_precision:
+        keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        yield "mixed_bfloat16"
+        yield keras.config.dtype_policy().name
     finally:
         keras.config.set_dtype_policy(previous)
 
@@ -223,7 +216,7 @@ def train(
 
     history = reporting.read_history(os.path.join(output_dir, "log.csv"))
     rates = history.get("train_images_per_second", [])
-    this_run = rates[timer.first_epoch or 0 :] if timer.first_epoch is not None else []
+    this_run = rates[timer.first_epoch :] if timer.first_epoch is not None else []
     # The first epoch of a process includes compilation; leave it out when there are others.
     steady = this_run[1:] or this_run
     results = {

@@ -12,7 +12,7 @@ import numbers
 import keras
 import keras_tuner
 
-from keras_rir import blocks, models, training
+from keras_rir import blocks, models, preprocessing, training
 from keras_rir._validation import check_choice, check_positive_int, invalid_value
 from keras_rir.training.trainer import _set_random_seed
 
@@ -52,12 +52,13 @@ def _values(argument, values, check, expected):
     if isinstance(values, (str, numbers.Number)):
         values = (values,)
     values = tuple(values)
-    if not values or len(set(values)) != len(values):
+    if not values or len(set(values)) != len(values) or not all(map(check, values)):
         raise invalid_value(argument, values, f"a non-empty sequence of distinct {expected}")
-    for value in values:
-        if not check(value):
-            raise invalid_value(argument, values, f"a non-empty sequence of distinct {expected}")
     return values
+
+
+def _names(argument, values, choices):
+    return _values(argument, values, lambda value: value in choices, f"names among {choices}")
 
 
 def _is_positive(value):
@@ -170,21 +171,9 @@ class RiRHyperModel(keras_tuner.HyperModel):
             "learning_rates", learning_rates, _is_positive, "positive floats"
         )
         self.l2 = _values("l2", l2, _is_non_negative, "floats >= 0")
-        self.initializers = _values(
-            "initializers",
-            initializers,
-            lambda value: value in INITIALIZERS,
-            f"names among {sorted(INITIALIZERS)}",
-        )
-        self.optimizers = _values(
-            "optimizers", optimizers, lambda value: value in OPTIMIZERS, f"names among {OPTIMIZERS}"
-        )
-        self.shortcuts = _values(
-            "shortcuts",
-            shortcuts,
-            lambda value: value in blocks.SHORTCUTS,
-            f"names among {blocks.SHORTCUTS}",
-        )
+        self.initializers = _names("initializers", initializers, sorted(INITIALIZERS))
+        self.optimizers = _names("optimizers", optimizers, OPTIMIZERS)
+        self.shortcuts = _names("shortcuts", shortcuts, blocks.SHORTCUTS)
         if (mean is None) != (std is None):
             raise invalid_value("std", std, "given together with `mean`, or both None")
         self.mean = mean
@@ -197,13 +186,8 @@ class RiRHyperModel(keras_tuner.HyperModel):
     @property
     def axes(self):
         """`{axis name: tuple of values}` in grid order."""
-        return {
-            "learning_rate": self.learning_rates,
-            "l2": self.l2,
-            "initializer": self.initializers,
-            "optimizer": self.optimizers,
-            "shortcut": self.shortcuts,
-        }
+        values = (self.learning_rates, self.l2, self.initializers, self.optimizers, self.shortcuts)
+        return dict(zip(AXES, values, strict=True))
 
     @property
     def grid_size(self):
@@ -239,9 +223,7 @@ class RiRHyperModel(keras_tuner.HyperModel):
             **self.model_kwargs,
         )
         if self.mean is not None:
-            from keras_rir.preprocessing import with_preprocessing
-
-            model = with_preprocessing(
+            model = preprocessing.with_preprocessing(
                 model, self.mean, self.std, augment=self.augment, seed=self.seed
             )
         model.compile(

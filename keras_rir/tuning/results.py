@@ -46,19 +46,10 @@ def trial_rows(oracle):
         row.update({name: values[name] for name in AXES if name in values})
         row.update({name: value for name, value in values.items() if name not in row})
         for metric in METRICS:
-            value = None
-            if trial.metrics.exists(metric):
-                value = trial.metrics.get_last_value(metric)
+            value = trial.metrics.get_last_value(metric) if trial.metrics.exists(metric) else None
             row[metric] = float("nan") if value is None else float(value)
         rows.append(row)
     return rows
-
-
-def _columns(rows):
-    columns = []
-    for row in rows:
-        columns.extend(column for column in row if column not in columns)
-    return columns
 
 
 def write_trials_csv(rows, path):
@@ -68,8 +59,9 @@ def write_trials_csv(rows, path):
     >>> keras_rir.tuning.write_trials_csv(rows, "/tmp/search/trials.csv")
     '/tmp/search/trials.csv'
     """
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=_columns(rows))
+        writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -114,9 +106,7 @@ def format_table(rows, top=10):
     columns = ["trial_id", *[name for name in AXES if rows and name in rows[0]]]
     columns += [OBJECTIVE, "val_loss", "wall_time", "status"]
     lines = [[_format(row.get(column, "")) for column in columns] for row in _ranked(rows)[:top]]
-    widths = [
-        max(len(column), *(len(line[i]) for line in lines)) for i, column in enumerate(columns)
-    ]
+    widths = [max(map(len, cells)) for cells in zip(columns, *lines, strict=True)]
     header = "  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True))
     body = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines
@@ -125,9 +115,7 @@ def format_table(rows, top=10):
 
 
 def _format(value):
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def load_best_model(tuner):
@@ -173,11 +161,7 @@ def evaluate_best(tuner, x, y, batch_size=500):
     if trial is None:
         return None
     loss, accuracy = model.evaluate(x, y, batch_size=batch_size, verbose=0)
-    return {
-        "trial_id": trial.trial_id,
-        "test_accuracy": float(accuracy),
-        "test_loss": float(loss),
-    }
+    return {"trial_id": trial.trial_id, "test_accuracy": float(accuracy), "test_loss": float(loss)}
 
 
 def project_dir(tuner):

@@ -19,12 +19,7 @@ import numpy as np
 
 from keras_rir._validation import check_choice, check_positive_int, invalid_value
 
-__all__ = [
-    "OBJECTIVE",
-    "TUNERS",
-    "ResumableGridSearchOracle",
-    "make_tuner",
-]
+__all__ = ["OBJECTIVE", "TUNERS", "ResumableGridSearchOracle", "make_tuner"]
 
 OBJECTIVE = "val_accuracy"
 TUNERS = ("grid", "random", "hyperband")
@@ -175,12 +170,8 @@ def _best_epoch_metrics(result, wall_time):
     return metrics
 
 
-class _GridSearch(_TrialReport, keras_tuner.Tuner):
-    pass
-
-
-class _RandomSearch(_TrialReport, keras_tuner.Tuner):
-    pass
+class _Tuner(_TrialReport, keras_tuner.Tuner):
+    """The tuner of the grid and random searches (the oracle makes the difference)."""
 
 
 class _Hyperband(_TrialReport, keras_tuner.Hyperband):
@@ -240,23 +231,18 @@ def make_tuner(
         executions_per_trial=executions_per_trial,
     )
     oracle_kwargs = dict(
-        objective=objective,
-        seed=seed,
-        max_retries_per_trial=max_retries_per_trial,
+        objective=objective, seed=seed, max_retries_per_trial=max_retries_per_trial
     )
     if tuner == "grid":
         oracle = ResumableGridSearchOracle(max_trials=max_trials, **oracle_kwargs)
-        result = _GridSearch(oracle=oracle, **common)
+        result = _Tuner(oracle=oracle, **common)
     elif tuner == "random":
         max_trials = max_trials or hypermodel.grid_size
         oracle = _RepairingRandomSearchOracle(max_trials=max_trials, **oracle_kwargs)
-        result = _RandomSearch(oracle=oracle, **common)
+        result = _Tuner(oracle=oracle, **common)
     else:
         result = _Hyperband(
-            max_epochs=hypermodel.epochs,
-            factor=hyperband_factor,
-            **oracle_kwargs,
-            **common,
+            max_epochs=hypermodel.epochs, factor=hyperband_factor, **oracle_kwargs, **common
         )
     if isinstance(result.oracle, keras_tuner.Oracle):  # Not a distributed worker's client.
         _check_same_space(result.oracle, hypermodel)
